@@ -1,0 +1,99 @@
+"""Export and build model artifacts (explicit commands; nothing is built on first use).
+
+    python -m engines.build emotion --checkpoint runs/emotion/emotion_resnet/best.pt \
+        --out engines/weights/emotion_resnet --calib-data ../shared/data/ferplus/FER2013Valid
+    python -m engines.build tensorrt --manifest engines/weights/emotion_resnet.json \
+        [--cache-dir runs/trt_cache] [--max-batch 64] [--fp32]
+
+Subcommands are registered in ``SUBCOMMANDS`` so a later ``sr`` builder plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(",") if s.strip())
+
+
+def _add_emotion(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("emotion", help="export the emotion ResNet to ONNX + manifest")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output path without extension")
+    p.add_argument("--calib-data", type=Path, default=None,
+                   help="FER+ split for metrics and temperature fit (FER2013Valid)")
+    p.add_argument("--eval-sizes", type=_sizes, default=(48, 32, 24, 16, 12))
+    p.add_argument("--calib-sizes", type=_sizes, default=(48, 32, 24, 16, 12))
+    p.add_argument("--restore", default="bilinear")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_run_emotion)
+
+
+def _run_emotion(args: argparse.Namespace, command: str) -> int:
+    from engines.build.emotion import build_emotion
+
+    m = build_emotion(args.checkpoint, args.out, args.calib_data, args.eval_sizes,
+                      args.calib_sizes, args.restore, args.threads, command)
+    print(f"{m.manifest_path}: onnx sha256 {m.onnx_sha256[:12]} temperature {m.temperature:.4f}")
+    for row in m.metrics.get("accuracy_by_size", []):
+        print(f"  {row['size_px']:>3} px {row['restore']}: accuracy {row['accuracy']:.4f} "
+              f"ece {row['ece']:.4f} (n={row['n']})")
+    return 0
+
+
+def _add_tensorrt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tensorrt", help="build a TensorRT plan from an ONNX manifest")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/trt_cache"))
+    p.add_argument("--device", default="cuda:0")
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--opt-batch", type=int, default=32)
+    p.add_argument("--fp32", action="store_true", help="disable FP16 kernels")
+    p.set_defaults(func=_run_tensorrt)
+
+
+def _run_tensorrt(args: argparse.Namespace, command: str) -> int:
+    from engines.manifest import load_manifest
+    from engines.runtime.tensorrt_backend import build_plan
+
+    m = load_manifest(args.manifest)
+    path = build_plan(m, args.cache_dir, args.device, args.max_batch, args.opt_batch,
+                      fp16=not args.fp32)
+    print(f"plan: {path}")
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "emotion": _add_emotion,
+    "tensorrt": _add_tensorrt,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engines.build", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS.values():
+        add(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    raw = argv if argv is not None else sys.argv[1:]
+    command = "python -m engines.build " + " ".join(shlex.quote(a) for a in raw)
+    try:
+        return args.func(args, command)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

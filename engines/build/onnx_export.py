@@ -1,0 +1,55 @@
+"""ONNX export with a dynamic batch axis and a parity check against torch."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.eval.metrics import softmax
+from pipeline.errors import ModelError
+
+log = logging.getLogger("engines.build")
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
+                input_name: str = "input", output_name: str = "logits",
+                opset: int = 18) -> Path:
+    """Export ``model`` (eval mode, CPU) with batch as the only dynamic axis."""
+    model = model.eval().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter reports progress on stdout; keep the CLI output to our own lines.
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(model, (example,), str(path), input_names=[input_name],
+                          output_names=[output_name], dynamic_shapes={"x": {0: batch}},
+                          dynamo=True, opset_version=opset, external_data=False)
+    return path
+
+
+def check_parity(model: torch.nn.Module, onnx_path: Path, inputs: list[np.ndarray],
+                 input_name: str = "input", output_name: str = "logits",
+                 tol: float = 1e-4) -> float:
+    """Max abs difference of softmax probabilities, torch vs onnxruntime; raise above ``tol``."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    model = model.eval().cpu()
+    for x in inputs:
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        (got,) = sess.run([output_name], {input_name: x})
+        if got.shape != ref.shape:
+            raise ModelError(f"{onnx_path}: parity: expected output shape {ref.shape}, "
+                             f"got {got.shape}")
+        worst = max(worst, float(np.abs(softmax(got) - softmax(ref)).max()))
+    if worst > tol:
+        raise ModelError(f"{onnx_path}: parity: expected max |p_onnx - p_torch| <= {tol}, "
+                         f"got {worst:.3e}")
+    log.info("parity ok: max |p_onnx - p_torch| = %.3e over %d batches", worst, len(inputs))
+    return worst

@@ -1,0 +1,44 @@
+"""torch backend: rebuilds the network from the manifest's ``architecture`` and loads the
+state-dict named by ``weights_file`` with ``torch.load(weights_only=True)`` (no code runs).
+torch is imported here only, so CPU deployments never need it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engines.manifest import ModelManifest, verify_weights_file
+from engines.runtime.base import Engine
+from pipeline.errors import ModelError
+
+
+class TorchEngine(Engine):
+    def __init__(self, manifest: ModelManifest, device: str = "cpu", threads: int = 1) -> None:
+        import torch
+
+        from engines.models.resnet import build_resnet
+
+        self.manifest = manifest
+        wp = verify_weights_file(manifest)
+        if device == "cpu":
+            torch.set_num_threads(int(threads))
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"torch: expected a CUDA device for {device!r}, got none")
+        self._torch = torch
+        self._device = torch.device(device)
+        try:
+            model = build_resnet(manifest.architecture)
+            state = torch.load(wp, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (ValueError, RuntimeError, KeyError) as err:
+            raise ModelError(f"{wp}: cannot load weights into architecture "
+                             f"{manifest.architecture}: {err}") from err
+        self._model = model.to(self._device).eval()
+
+    def infer(self, batch_nchw: np.ndarray) -> np.ndarray:
+        x = self.check_input(batch_nchw)
+        with self._torch.inference_mode():
+            out = self._model(self._torch.from_numpy(x).to(self._device))
+        return out.float().cpu().numpy()
+
+    def close(self) -> None:
+        self._model = None

@@ -1,0 +1,149 @@
+"""Per-camera frame analysis: detect (at the camera's analysis rate), track, score quality,
+select the best crop per track and align it. No threads here; the runner calls
+:meth:`CameraAnalyzer.process` for each decoded frame of one camera, in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.align import align_face
+from pipeline.config import AppConfig, CameraConfig
+from pipeline.detect import Detector
+from pipeline.metrics import RunMetrics
+from pipeline.quality import face_quality
+from pipeline.records import Frame, TrackedFace
+from pipeline.select import CropSelector, Selection
+from pipeline.track import FaceTracker
+
+# An aligned crop frames the face at about this fraction of its width (see pipeline.align).
+_FACE_FRACTION_OF_CROP = 0.9
+
+
+@dataclass(frozen=True)
+class CropRequest:
+    """An aligned low-resolution face waiting for enhance + classify."""
+
+    camera_id: str
+    track_id: int
+    frame_index: int
+    ts_ms: float
+    wall_ts_s: float
+    bbox_xyxy: tuple[float, float, float, float]
+    face_size_px: float
+    quality: float
+    crop_lr_bgr: np.ndarray = field(repr=False)
+    first_seen_ts_ms: float = 0.0
+    last_seen_ts_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class FrameAnalysis:
+    frame_index: int
+    ts_ms: float
+    detected: bool
+    faces: list[TrackedFace]
+    crops: list[CropRequest]
+    ended_track_ids: list[int]
+
+
+def native_crop_size(face_size_px: float, target_px: int) -> int:
+    """Side of an aligned crop that keeps the face at its native resolution (no upsampling)."""
+    native = round(face_size_px / _FACE_FRACTION_OF_CROP)
+    return int(min(max(native, 8), target_px))
+
+
+class CameraAnalyzer:
+    """Owns one camera's detector call pacing, tracker and crop selector."""
+
+    def __init__(self, camera: CameraConfig, config: AppConfig, detector: Detector,
+                 metrics: RunMetrics) -> None:
+        self.camera = camera
+        self._crop_size_px = config.select.crop_size_px
+        self._detector = detector
+        self._tracker = FaceTracker(config.tracker, camera.id)
+        self._selector = CropSelector(config.select)
+        self._metrics = metrics
+        self._detect_interval_ms = (1000.0 / camera.analysis_fps) if camera.analysis_fps else 0.0
+        self._next_detect_ts_ms: float | None = None
+        self._first_seen: dict[int, float] = {}
+        self._last_seen: dict[int, float] = {}
+
+    def _due_for_detection(self, ts_ms: float) -> bool:
+        if self._next_detect_ts_ms is None or ts_ms + 1e-6 >= self._next_detect_ts_ms:
+            base = ts_ms if self._next_detect_ts_ms is None else self._next_detect_ts_ms
+            # keep a fixed cadence in stream time; skip ahead if the stream jumped
+            self._next_detect_ts_ms = max(base + self._detect_interval_ms, ts_ms)
+            if self._detect_interval_ms == 0.0:
+                self._next_detect_ts_ms = ts_ms
+            return True
+        return False
+
+    def process(self, frame: Frame) -> FrameAnalysis:
+        cam = self.camera.id
+        self._metrics.count(cam, "frames_analysed")
+        detected = self._due_for_detection(frame.ts_ms)
+        if detected:
+            with self._metrics.time_stage("detect"):
+                detections = self._detector.detect(frame.image_bgr,
+                                                   self.camera.roi_polygons or None)
+            self._metrics.count(cam, "faces_detected", len(detections))
+            self._metrics.count(cam, "detector_runs")
+            with self._metrics.time_stage("track"):
+                faces = self._tracker.update(frame.index, frame.ts_ms, detections)
+        else:
+            with self._metrics.time_stage("track"):
+                faces = self._tracker.predict(frame.index, frame.ts_ms)
+        selections: list[Selection] = []
+        with self._metrics.time_stage("select"):
+            for face in faces:
+                if face.track_id not in self._first_seen:
+                    self._first_seen[face.track_id] = face.ts_ms
+                    self._metrics.count(cam, "tracks")
+                self._last_seen[face.track_id] = face.ts_ms
+                if face.is_predicted:
+                    continue
+                quality = face_quality(frame.image_bgr, face.bbox_xyxy, face.landmarks_xy)
+                selection = self._selector.offer(face, quality, frame.image_bgr)
+                if selection is not None:
+                    selections.append(selection)
+            ended = [summary.track_id for summary in self._tracker.ended_tracks()]
+            for track_id in ended:
+                selection = self._selector.end_track(track_id)
+                if selection is not None:
+                    selections.append(selection)
+        crops = [self._align(selection, frame) for selection in selections]
+        for track_id in ended:
+            self._first_seen.pop(track_id, None)
+            self._last_seen.pop(track_id, None)
+        return FrameAnalysis(frame.index, frame.ts_ms, detected, faces, crops, ended)
+
+    def finish(self, wall_ts_s: float) -> tuple[list[CropRequest], list[int]]:
+        """End of stream: end every track; return the crops still pending and the ended ids."""
+        self._tracker.flush()
+        crops = []
+        ended = []
+        for summary in self._tracker.ended_tracks():
+            ended.append(summary.track_id)
+            selection = self._selector.end_track(summary.track_id)
+            if selection is not None:
+                crops.append(self._align_selection(selection, wall_ts_s))
+        return crops, ended
+
+    def _align(self, selection: Selection, frame: Frame) -> CropRequest:
+        return self._align_selection(selection, frame.wall_ts_s)
+
+    def _align_selection(self, selection: Selection, wall_ts_s: float) -> CropRequest:
+        with self._metrics.time_stage("align"):
+            size = native_crop_size(selection.face_size_px, self._crop_size_px)
+            crop = align_face(selection.patch_bgr, size,
+                              landmarks_xy=selection.landmarks_in_patch_xy(),
+                              bbox_xyxy=selection.bbox_in_patch_xyxy())
+        return CropRequest(
+            camera_id=self.camera.id, track_id=selection.track_id,
+            frame_index=selection.frame_index, ts_ms=selection.ts_ms, wall_ts_s=wall_ts_s,
+            bbox_xyxy=selection.bbox_xyxy, face_size_px=selection.face_size_px,
+            quality=selection.quality, crop_lr_bgr=crop,
+            first_seen_ts_ms=self._first_seen.get(selection.track_id, selection.ts_ms),
+            last_seen_ts_ms=self._last_seen.get(selection.track_id, selection.ts_ms))

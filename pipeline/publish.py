@@ -1,0 +1,105 @@
+"""Event output: temporal smoothing and alert rules, then Redis Streams publishing.
+
+:class:`EventOutput` is what the runner hands face events to. It starts the embedded Redis
+when ``redis.embedded`` is set, owns the :class:`~pipeline.sinks.publisher.EventPublisher`
+(which spools to disk while Redis is away) and the station's
+:class:`~pipeline.rules.engine.AlertEngine`. Calls are serialised by a lock, so the live
+runner's camera threads and emotion worker may share one instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+
+from pipeline.config import AppConfig
+from pipeline.metrics import RunMetrics
+from pipeline.records import FaceEvent
+from pipeline.rules.engine import AlertEngine
+from pipeline.sinks.embedded import EmbeddedRedis
+from pipeline.sinks.publisher import EventPublisher
+
+log = logging.getLogger(__name__)
+
+
+class EventOutput:
+    def __init__(self, config: AppConfig, metrics: RunMetrics,
+                 class_names: Sequence[str] | None = None) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._embedded: EmbeddedRedis | None = None
+        self._publisher: EventPublisher | None = None
+        # Rules naming an unknown emotion or camera are refused here, at start-up.
+        self._alerts = AlertEngine(config.alerts, config.smoothing, config.station.id,
+                                   class_names=class_names,
+                                   camera_ids=[c.id for c in config.cameras] or None)
+        self.events_published = 0
+        self.alerts_published = 0
+        self.top_emotions: Counter[str] = Counter()
+
+    def __enter__(self) -> EventOutput:
+        url = None
+        if self._config.redis.embedded:
+            self._embedded = EmbeddedRedis.from_config(self._config.redis)
+            self._embedded.start()
+            url = self._embedded.url
+            log.info("embedded redis-server at %s (data in %s)", url, self._config.redis.data_dir)
+        try:
+            self._publisher = EventPublisher(self._config.redis, self._config.spool,
+                                             self._config.station.id, url=url)
+            self._publisher.start()
+        except BaseException:
+            self._stop_embedded()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._publisher is not None:
+                with self._lock:
+                    self._publisher.stop()
+                stats = self._publisher.stats()
+                log.info("publisher: %s", stats)
+        finally:
+            self._stop_embedded()
+
+    def _stop_embedded(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    @property
+    def redis_url(self) -> str | None:
+        return self._embedded.url if self._embedded is not None else None
+
+    def handle(self, events: Sequence[FaceEvent], ended_track_ids: Sequence[int],
+               camera_id: str) -> None:
+        """Smooth, apply rules and publish ``events``; then close the ended tracks."""
+        with self._lock, self._metrics.time_stage("publish"):
+            for event in events:
+                smoothed, alerts = self._alerts.observe(event)
+                self._publisher.publish_event(event, smoothed)
+                self.events_published += 1
+                self.top_emotions[event.emotion.top_class] += 1
+                for alert in alerts:
+                    log.warning("ALERT %s", alert.summary())
+                    self._publisher.publish_alert(alert)
+                    self.alerts_published += 1
+                    self._metrics.count(camera_id, "alerts")
+            for track_id in ended_track_ids:
+                self._alerts.end_track(camera_id, track_id)
+            self._publisher.poll()
+
+    def end_tracks(self, camera_id: str, track_ids: Sequence[int]) -> None:
+        self.handle([], track_ids, camera_id)
+
+    def poll(self) -> None:
+        with self._lock:
+            self._publisher.poll()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._publisher.flush()

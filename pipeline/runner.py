@@ -1,0 +1,344 @@
+"""The runner owns threads and queues; stages own none.
+
+Replay (:func:`run_replay`): per input file, a decode thread fills a blocking bounded queue
+and the calling thread analyses every frame in order, enhancing and classifying each frame's
+selected crops at once, so results are identical run after run.
+
+Live (:class:`LiveRunner`): per camera a supervised decode thread (newest frame wins, drops
+counted) and an analysis thread; one emotion worker owns the models and batches crops from
+all cameras; events and alerts go to Redis through the publisher. A failing camera is
+logged, counted and retried by its supervisor; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.analyze import CameraAnalyzer, CropRequest, FrameAnalysis
+from pipeline.classify import EmotionStage
+from pipeline.config import AppConfig, CameraConfig
+from pipeline.detect import create_detector
+from pipeline.errors import PipelineError, SourceError
+from pipeline.metrics import RunMetrics, StageTiming
+from pipeline.publish import EventOutput
+from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
+from pipeline.records import FaceEvent, Frame
+from pipeline.sources import SupervisedCamera, camera_id_for, list_videos, replay_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    inputs: Path
+    realtime: bool = False
+    annotate_path: Path | None = None
+    analysis_fps: float | None = None  # None: from config; 0: every frame
+
+
+@dataclass
+class ReplaySummary:
+    frames: int = 0
+    faces_detected: int = 0
+    tracks: int = 0
+    events_published: int = 0
+    alerts_published: int = 0
+    dropped_frames: int = 0
+    wall_s: float = 0.0
+    files_ok: int = 0
+    files_failed: int = 0
+    failed_files: list[str] = field(default_factory=list)
+    emotion_counts: dict[str, int] = field(default_factory=dict)
+    stage_timings: list[StageTiming] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "frames": self.frames, "faces_detected": self.faces_detected,
+            "tracks": self.tracks, "events_published": self.events_published,
+            "alerts_published": self.alerts_published, "dropped_frames": self.dropped_frames,
+            "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
+            "files_ok": self.files_ok, "files_failed": self.files_failed,
+            "failed_files": self.failed_files, "emotion_counts": self.emotion_counts,
+            "stage_ms": {t.stage: round(t.mean_ms, 3) for t in self.stage_timings},
+        }
+
+
+def replay_camera(config: AppConfig, path: Path, analysis_fps: float | None) -> CameraConfig:
+    """The camera settings for a replayed file: the config camera whose url is this file, if
+    any, else the first configured camera's settings, else defaults; id from the file name."""
+    template = None
+    for camera in config.cameras:
+        if Path(camera.url).expanduser().resolve() == path.resolve():
+            template = camera
+    if template is None:
+        template = config.cameras[0] if config.cameras else None
+        camera_id = camera_id_for(path)
+    else:
+        camera_id = template.id
+    fields = template.model_dump() if template else {}
+    fields.update(id=camera_id or "replay", url=str(path))
+    if analysis_fps is not None:
+        fields["analysis_fps"] = analysis_fps if analysis_fps > 0 else None
+    return CameraConfig.model_validate(fields)
+
+
+def _prefetch(frames: Iterator[Frame], queue: BlockingQueue, errors: list[BaseException]) -> None:
+    try:
+        for frame in frames:
+            queue.put(frame)
+    except QueueClosed:
+        return
+    except BaseException as err:
+        errors.append(err)
+    finally:
+        queue.close()
+
+
+def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame],
+                 emotion: EmotionStage, output: EventOutput, metrics: RunMetrics,
+                 summary: ReplaySummary, annotator: object | None) -> None:
+    detector = create_detector(config.detector)
+    detector.start()
+    queue: BlockingQueue[Frame] = BlockingQueue(config.source.replay_queue_size)
+    errors: list[BaseException] = []
+    decoder = threading.Thread(target=_prefetch, args=(frames, queue, errors),
+                               name=f"decode-{camera.id}", daemon=True)
+    decoder.start()
+    analyzer = CameraAnalyzer(camera, config, detector, metrics)
+    last: Frame | None = None
+    try:
+        while True:
+            try:
+                frame = queue.get()
+            except QueueClosed:
+                break
+            last = frame
+            summary.frames += 1
+            metrics.count(camera.id, "frames_decoded")
+            analysis = analyzer.process(frame)
+            events = _classify(emotion, analysis.crops, metrics)
+            output.handle(events, analysis.ended_track_ids, camera.id)
+            if annotator is not None:
+                annotator.add(frame, analysis, events)
+        if errors:
+            raise errors[0]
+        if last is not None:
+            crops, ended = analyzer.finish(last.wall_ts_s)
+            output.handle(_classify(emotion, crops, metrics), ended, camera.id)
+    finally:
+        queue.close()
+        decoder.join(timeout=5)
+        detector.stop()
+
+
+def _classify(emotion: EmotionStage, crops: list[CropRequest],
+              metrics: RunMetrics) -> list[FaceEvent]:
+    if not crops:
+        return []
+    with metrics.time_stage("enhance+classify"):
+        events = emotion.process(crops)
+    for event in events:
+        metrics.count(event.camera_id, "events")
+    return events
+
+
+def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
+    """Replay a file or folder through the whole pipeline; returns the run summary."""
+    metrics = RunMetrics()
+    summary = ReplaySummary()
+    emotions: Counter[str] = Counter()
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px)
+        emotion.start()
+        stack.callback(emotion.stop)
+        output = stack.enter_context(EventOutput(config, metrics, emotion.class_names))
+        annotator = None
+        if options.annotate_path is not None:
+            from pipeline.annotate import ReplayAnnotator
+
+            annotator = stack.enter_context(ReplayAnnotator(options.annotate_path))
+        for path in list_videos(options.inputs):
+            camera = replay_camera(config, path, options.analysis_fps)
+            log.info("replaying %s as camera %s (analysis %s fps)", path, camera.id,
+                     camera.analysis_fps or "every frame")
+            frames = replay_file(path, camera_id=camera.id, realtime=options.realtime,
+                                 source=config.source)
+            try:
+                _replay_file(config, camera, frames, emotion, output, metrics, summary,
+                             annotator)
+            except SourceError as err:
+                log.error("file %s failed mid-way: %s", path, err)
+                summary.files_failed += 1
+                summary.failed_files.append(str(path))
+                continue
+            summary.files_ok += 1
+        output.flush()
+        summary.events_published = output.events_published
+        summary.alerts_published = output.alerts_published
+        emotions.update(output.top_emotions)
+    summary.wall_s = time.perf_counter() - start
+    summary.faces_detected = metrics.total("faces_detected")
+    summary.tracks = metrics.total("tracks")
+    summary.emotion_counts = dict(emotions)
+    summary.stage_timings = metrics.stage_timings()
+    if summary.files_ok == 0 and summary.files_failed == 0:
+        raise PipelineError(f"no video files found in {options.inputs}")
+    return summary
+
+
+def _get_batch(crops: LatestQueue[CropRequest], max_items: int,
+               max_wait_s: float) -> list[CropRequest]:
+    """Up to ``max_items`` crops: wait up to 0.5 s for the first, then ``max_wait_s`` more
+    for others to join the batch. Raises QueueClosed once closed and drained."""
+    try:
+        batch = [crops.get(timeout=0.5)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + max_wait_s
+    while len(batch) < max_items:
+        remaining = deadline - time.monotonic()
+        try:
+            batch.append(crops.get(timeout=max(remaining, 0.0)))
+        except (queue.Empty, QueueClosed):
+            break
+    return batch
+
+
+class LiveRunner:
+    """Live cameras: supervised decoders, per-camera analysis, one batched emotion worker."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.metrics = RunMetrics()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._cameras: dict[str, SupervisedCamera] = {}
+        self._crops: LatestQueue[CropRequest] | None = None
+        self._output: EventOutput | None = None
+
+    @property
+    def cameras(self) -> dict[str, SupervisedCamera]:
+        return self._cameras
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, duration_s: float | None = None, status_interval_s: float = 30.0) -> None:
+        """Run until :meth:`stop` (or SIGINT/SIGTERM via the CLI) or ``duration_s`` elapses."""
+        config = self.config
+        cameras = [c for c in config.cameras if c.enabled]
+        if not cameras:
+            raise PipelineError("no enabled cameras in the config")
+        if config.metrics.port is not None:
+            self.metrics.serve(config.metrics.port, config.metrics.host)
+        with ExitStack() as stack:
+            emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px)
+            emotion.start()
+            stack.callback(emotion.stop)
+            output = stack.enter_context(EventOutput(config, self.metrics, emotion.class_names))
+            self._output = output
+            # Live crops: drop the oldest when the emotion worker falls behind, and count it.
+            self._crops = LatestQueue(maxsize=config.classify.max_batch_size * 8)
+            stack.callback(self._join_all)
+            for camera in cameras:
+                frames: LatestQueue[Frame] = LatestQueue(config.source.live_queue_size)
+                supervised = SupervisedCamera(camera, config.source, frames, self._stop)
+                self._cameras[camera.id] = supervised
+                self._spawn(f"decode-{camera.id}", supervised.run)
+                self._spawn(f"analyse-{camera.id}", self._analyse_camera, camera, frames)
+            self._spawn("emotion", self._emotion_worker, emotion, output)
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            next_status = time.monotonic() + status_interval_s
+            while not self._stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self._stop.wait(0.2)
+                if time.monotonic() >= next_status:
+                    next_status += status_interval_s
+                    self._log_status(output)
+            self._stop.set()
+
+    def _spawn(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _join_all(self) -> None:
+        self._stop.set()
+        if self._crops is not None:
+            self._crops.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+            if thread.is_alive():
+                log.warning("thread %s did not stop within 10 s", thread.name)
+
+    def _analyse_camera(self, camera: CameraConfig, frames: LatestQueue[Frame]) -> None:
+        detector = create_detector(self.config.detector)
+        try:
+            detector.start()
+        except PipelineError as err:
+            log.error("camera %s: detector failed to start: %s", camera.id, err)
+            return
+        analyzer = CameraAnalyzer(camera, self.config, detector, self.metrics)
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = frames.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                except QueueClosed:
+                    return
+                try:
+                    analysis: FrameAnalysis = analyzer.process(frame)
+                except Exception:
+                    self.metrics.count(camera.id, "frame_errors")
+                    log.exception("camera %s: frame %d failed", camera.id, frame.index)
+                    continue
+                for crop in analysis.crops:
+                    try:
+                        self.metrics.count(camera.id, "crops_dropped", self._crops.put(crop))
+                    except QueueClosed:
+                        return
+                if analysis.ended_track_ids:
+                    self._output.end_tracks(camera.id, analysis.ended_track_ids)
+        finally:
+            detector.stop()
+
+    def _emotion_worker(self, emotion: EmotionStage, output: EventOutput) -> None:
+        cfg = self.config.classify
+        while True:
+            try:
+                batch = _get_batch(self._crops, cfg.max_batch_size, cfg.max_wait_ms / 1000.0)
+            except QueueClosed:
+                return
+            if not batch:
+                output.poll()
+                continue
+            try:
+                events = _classify(emotion, batch, self.metrics)
+            except Exception:
+                log.exception("emotion batch of %d failed", len(batch))
+                self.metrics.count("all", "classify_errors")
+                continue
+            for camera_id in sorted({e.camera_id for e in events}):
+                output.handle([e for e in events if e.camera_id == camera_id], [], camera_id)
+
+    def _log_status(self, output: EventOutput) -> None:
+        for camera_id, camera in self._cameras.items():
+            health = camera.health()
+            log.info("camera %s: %s", camera_id, health)
+        log.info("events published %d, alerts %d", output.events_published,
+                 output.alerts_published)

@@ -1,0 +1,1 @@
+"""Redis Streams sinks: client factory, embedded server, publisher and on-disk spool."""

@@ -1,0 +1,103 @@
+"""Opening inputs with PyAV and turning decoded frames into :class:`pipeline.records.Frame`.
+
+Shared by live cameras and offline replay. Error messages never contain the URL that was
+opened (it may hold credentials): callers pass the config URL to name the input.
+"""
+
+from __future__ import annotations
+
+import time
+
+import av
+import av.container
+import av.error
+import av.video
+import numpy as np
+
+from pipeline.config import SourceConfig
+from pipeline.errors import SourceError
+from pipeline.secrets import mask_secrets
+from pipeline.sources.urls import PermanentSourceError, SourceUrl
+
+# These mean the input itself is wrong, so for a file retrying cannot help.
+_PERMANENT_FOR_FILES = (av.error.FileNotFoundError, av.error.InvalidDataError,
+                        av.error.PermissionError, av.error.IsADirectoryError)
+
+
+def describe_av_error(err: BaseException) -> str:
+    """Short reason text without the filename/URL that PyAV appends, secrets masked."""
+    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return mask_secrets(str(reason))
+
+
+def demuxer_options(source_url: SourceUrl, source: SourceConfig) -> dict[str, str]:
+    if source_url.scheme in ("rtsp", "rtsps"):
+        return {"rtsp_transport": source.rtsp_transport}
+    return {}
+
+
+def open_input(url: str, source_url: SourceUrl, source: SourceConfig,
+               read_timeout_s: float | None) -> av.container.InputContainer:
+    """Open ``url`` (the connect URL) for reading; errors name ``source_url.display`` only.
+
+    ``read_timeout_s`` bounds each blocking read: PyAV raises ``av.error.ExitError`` when no
+    data arrives for that long, and the container stays usable for the next read.
+    """
+    started = time.monotonic()
+    try:
+        container = av.open(url, mode="r", options=demuxer_options(source_url, source),
+                            timeout=(source.open_timeout_s, read_timeout_s))
+    except av.error.ProtocolNotFoundError as err:
+        raise PermanentSourceError(f"cannot open {source_url.display}: protocol "
+                                   f"{source_url.scheme!r} not supported by FFmpeg") from err
+    except (av.error.FFmpegError, OSError) as err:
+        # When the interrupt callback ends a slow open, FFmpeg may report it as invalid data
+        # rather than as an exit request: the clock tells what really happened.
+        if (isinstance(err, av.error.ExitError)
+                or time.monotonic() - started >= source.open_timeout_s):
+            raise SourceError(f"cannot open {source_url.display}: no answer within "
+                              f"{source.open_timeout_s:g} s") from err
+        permanent = source_url.kind == "file" and isinstance(err, _PERMANENT_FOR_FILES)
+        error_type = PermanentSourceError if permanent else SourceError
+        raise error_type(f"cannot open {source_url.display}: {describe_av_error(err)}") from err
+    if not container.streams.video:
+        container.close()
+        raise PermanentSourceError(f"cannot open {source_url.display}: no video stream")
+    return container
+
+
+def frame_ts_s(frame: av.video.VideoFrame) -> float | None:
+    """Presentation time in seconds from pts * time_base, or None when the stream has none."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return float(frame.pts * frame.time_base)
+
+
+def to_bgr(frame: av.video.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="bgr24")
+
+
+class StreamClock:
+    """Seconds since the first frame, from pts * time_base.
+
+    Frames without a pts (RTSP sends the first frame before its RTP clock is known) get the
+    previous time plus one nominal frame interval, and the pts clock is aligned to them.
+    """
+
+    def __init__(self, stream: av.video.VideoStream) -> None:
+        rate = stream.guessed_rate or stream.average_rate
+        self.step_s = 1.0 / float(rate) if rate else 0.04
+        self._origin_s: float | None = None
+        self._last_s: float | None = None
+
+    def seconds(self, frame: av.video.VideoFrame) -> float:
+        pts_s = frame_ts_s(frame)
+        following_s = 0.0 if self._last_s is None else self._last_s + self.step_s
+        if pts_s is None:
+            now_s = following_s
+        else:
+            if self._origin_s is None:
+                self._origin_s = pts_s - following_s
+            now_s = pts_s - self._origin_s
+        self._last_s = now_s
+        return now_s

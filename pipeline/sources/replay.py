@@ -1,0 +1,167 @@
+"""Offline replay of recorded footage: every frame, in order, the same on every run.
+
+A file input gives one file; a folder gives every video under it, sorted by path. A file
+that is corrupt, truncated or unsupported raises a :class:`SourceError` naming it;
+:func:`replay_path` turns that into a per-file result so a run carries on with the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+
+from pipeline.config import SourceConfig
+from pipeline.errors import SourceError
+from pipeline.records import Frame
+from pipeline.sources.decode import StreamClock, describe_av_error, open_input, to_bgr
+from pipeline.sources.urls import SourceUrl
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".ts", ".h264", ".m4v", ".webm"})
+# Formats PyAV opens but that are stills or raw bitstreams of stills, not footage.
+_IMAGE_FORMAT_MARKERS = ("image2", "_pipe", "gif", "apng")
+_CAMERA_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class ReplayFileResult:
+    """What replaying one file gave: frames delivered, and the error if it stopped early."""
+
+    path: Path
+    camera_id: str
+    frames_decoded: int
+    elapsed_s: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def camera_id_for(path: Path) -> str:
+    """A camera id (config pattern ``[A-Za-z0-9_.-]{1,64}``) derived from a file name."""
+    return (_CAMERA_ID_UNSAFE.sub("_", path.stem).strip("_") or "file")[:64]
+
+
+def _is_openable_video(path: Path) -> bool:
+    """Probe a file with an unknown extension: a video PyAV can open, not a still image."""
+    try:
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.video:
+                return False
+            name = container.format.name
+            return not any(marker in name for marker in _IMAGE_FORMAT_MARKERS)
+    except (av.error.FFmpegError, OSError):
+        return False
+
+
+def list_videos(input_path: Path | str) -> list[Path]:
+    """Files to replay: ``input_path`` itself, or every video under a folder, sorted.
+
+    Files with a known video extension are always listed (so a corrupt one is reported,
+    not silently skipped); other files are listed when PyAV opens them as video.
+    """
+    input_path = Path(input_path)
+    if input_path.is_file():
+        return [input_path]
+    if not input_path.is_dir():
+        raise SourceError(f"replay input {input_path} does not exist")
+    videos = []
+    for path in sorted(p for p in input_path.rglob("*") if p.is_file()):
+        if any(part.startswith(".") for part in path.relative_to(input_path).parts):
+            continue
+        if path.suffix.lower() in VIDEO_EXTENSIONS or _is_openable_video(path):
+            videos.append(path)
+    return videos
+
+
+def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: bool = False,
+                stop_event: threading.Event | None = None,
+                source: SourceConfig | None = None) -> Iterator[Frame]:
+    """Yield every frame of one file: index 0, 1, 2...; ``ts_ms`` from pts, starting at 0.
+
+    ``realtime`` paces delivery so frame ``ts_ms`` matches a monotonic clock started at the
+    first frame. Stops early (without error) when ``stop_event`` is set. Raises
+    :class:`SourceError` naming the file when it cannot be opened, decoded, or ends before
+    the frame count its header promises (truncated).
+    """
+    path = Path(path)
+    camera_id = camera_id or camera_id_for(path)
+    source = source or SourceConfig()
+    source_url = SourceUrl(kind="file", scheme="file", target=str(path), display=str(path))
+    container = open_input(str(path), source_url, source, read_timeout_s=None)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: fine offline, output order is unchanged
+        expected_frames = int(stream.frames or 0)
+        clock = StreamClock(stream)
+        index = 0
+        started = time.monotonic()
+        try:
+            for av_frame in container.decode(stream):
+                ts_ms = 1000.0 * clock.seconds(av_frame)
+                if realtime and _wait_until(started + ts_ms / 1000.0, stop_event):
+                    return
+                if stop_event is not None and stop_event.is_set():
+                    return
+                yield Frame(camera_id=camera_id, index=index, ts_ms=ts_ms,
+                            image_bgr=to_bgr(av_frame), wall_ts_s=time.time())
+                index += 1
+        except (av.error.FFmpegError, OSError) as err:
+            raise SourceError(f"{path}: decoding failed after {index} frames: "
+                              f"{describe_av_error(err)}") from err
+        if index == 0:
+            raise SourceError(f"{path}: no frame could be decoded")
+        if expected_frames and index < expected_frames:
+            raise SourceError(f"{path}: truncated: decoded {index} of the {expected_frames} "
+                              f"frames its header lists")
+    finally:
+        container.close()
+
+
+def _wait_until(deadline: float, stop_event: threading.Event | None) -> bool:
+    """Sleep until the monotonic ``deadline``; True when stopped while waiting."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    if stop_event is None:
+        time.sleep(remaining)
+        return False
+    return stop_event.wait(remaining)
+
+
+def replay_path(input_path: Path | str, on_frame: Callable[[Frame], None], *,
+                realtime: bool = False, stop_event: threading.Event | None = None,
+                camera_id: str | None = None,
+                source: SourceConfig | None = None) -> Iterator[ReplayFileResult]:
+    """Replay a file or folder, calling ``on_frame`` for every frame (e.g. a BlockingQueue's
+    ``put``), and yield one :class:`ReplayFileResult` per file. A bad file gives a result
+    with ``error`` set and the next file is replayed; ``camera_id`` defaults to the file
+    name. Exceptions from ``on_frame`` (e.g. QueueClosed at shutdown) propagate.
+    """
+    for path in list_videos(input_path):
+        if stop_event is not None and stop_event.is_set():
+            return
+        file_camera_id = camera_id or camera_id_for(path)
+        started = time.monotonic()
+        count = 0
+        error = None
+        try:
+            for frame in replay_file(path, camera_id=file_camera_id, realtime=realtime,
+                                     stop_event=stop_event, source=source):
+                on_frame(frame)
+                count += 1
+        except SourceError as err:
+            error = str(err)
+            log.warning("replay: %s", error)
+        yield ReplayFileResult(path=path, camera_id=file_camera_id, frames_decoded=count,
+                               elapsed_s=time.monotonic() - started, error=error)

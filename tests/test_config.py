@@ -1,0 +1,98 @@
+"""Config validation: unknown keys, wrong types and missing fields are named with their line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import AppConfig, load_config, parse_config
+from pipeline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_check(path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.check_config", str(path), *extra],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["station.yaml", "demo.yaml", "benchmark.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    config = load_config(REPO / "configs" / name)
+    assert isinstance(config, AppConfig)
+
+
+def test_station_yaml_shows_every_default() -> None:
+    """Every field of every section appears in station.yaml, so operators see all defaults."""
+    tree = yaml.safe_load((REPO / "configs" / "station.yaml").read_text())
+
+    def missing(model: type, node: dict, prefix: str) -> list[str]:
+        gaps = []
+        for name, field in model.model_fields.items():
+            if name not in node:
+                gaps.append(prefix + name)
+                continue
+            annotation = field.annotation
+            if isinstance(annotation, type) and hasattr(annotation, "model_fields") \
+                    and isinstance(node[name], dict):
+                gaps += missing(annotation, node[name], f"{prefix}{name}.")
+        return gaps
+
+    assert missing(AppConfig, tree, "") == []
+    camera_fields = set(AppConfig.model_fields["cameras"].annotation.__args__[0].model_fields)
+    assert camera_fields <= set(tree["cameras"][0])
+
+
+def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("station:\n  id: s1\ndetector:\n  backend: mtcnn\n  colour: red\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:5: detector.colour: Extra inputs"):
+        load_config(path)
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"<string>:3: select.interval_s"):
+        parse_config("select:\n  crop_size_px: 64\n  interval_s: often\n")
+
+
+def test_missing_camera_url_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"cameras.0.url: Field required"):
+        parse_config("cameras:\n  - id: cam1\n")
+
+
+def test_inline_password_in_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match="holds a password"):
+        parse_config("cameras:\n  - id: cam1\n    url: rtsp://admin:secret@10.0.0.1/s\n")
+
+
+def test_duplicate_camera_ids_refused() -> None:
+    with pytest.raises(ConfigError, match="unique"):
+        parse_config("cameras:\n  - {id: a, url: a.mp4}\n  - {id: a, url: b.mp4}\n")
+
+
+def test_yunet_requires_model_path() -> None:
+    with pytest.raises(ConfigError, match="model_path is required"):
+        parse_config("detector:\n  backend: yunet\n")
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
+    good = _run_check(REPO / "configs" / "demo.yaml")
+    assert good.returncode == 0, good.stderr
+    assert "valid" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cameras:\n  - id: cam1\n    url: rtsp://h/s\n    analysis_fps: -3\n")
+    result = _run_check(bad)
+    assert result.returncode == 2
+    assert "cameras.0.analysis_fps" in result.stderr and "bad.yaml:4" in result.stderr
+
+
+def test_check_config_reports_missing_model_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"classify:\n  model: {tmp_path / 'nope.json'}\n")
+    result = _run_check(path)
+    assert result.returncode == 2
+    assert "classify.model: file not found" in result.stderr
