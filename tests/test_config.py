@@ -96,3 +96,8 @@ def test_check_config_reports_missing_model_file(tmp_path: Path) -> None:
     result = _run_check(path)
     assert result.returncode == 2
     assert "classify.model: file not found" in result.stderr
+
+
+def test_reversed_sr_band_refused() -> None:
+    with pytest.raises(ConfigError, match="sr_size_band_px"):
+        parse_config("enhance:\n  sr_size_band_px: [40, 12]\n")
