@@ -11,9 +11,11 @@ import numpy as np
 from pipeline.align import align_face
 from pipeline.config import AppConfig, CameraConfig
 from pipeline.detect import Detector
+from pipeline.detect.geometry import centres_inside
+from pipeline.detect.motion import MotionGate, rect_polygons
 from pipeline.metrics import RunMetrics
 from pipeline.quality import face_quality
-from pipeline.records import Frame, TrackedFace
+from pipeline.records import Detection, Frame, TrackedFace
 from pipeline.select import CropSelector, Selection
 from pipeline.track import FaceTracker
 
@@ -67,18 +69,23 @@ class CameraAnalyzer:
         self._metrics = metrics
         self._detect_interval_ms = (1000.0 / camera.analysis_fps) if camera.analysis_fps else 0.0
         self._next_detect_ts_ms: float | None = None
+        gate_cfg = config.detector.motion_gate
+        self._gate = MotionGate(gate_cfg) if gate_cfg.enabled else None
+        self._tracked_boxes: list[tuple[float, float, float, float]] = []
+        self._last_detection_boxes: list[tuple[float, float, float, float]] = []
         self._first_seen: dict[int, float] = {}
         self._last_seen: dict[int, float] = {}
 
     def _due_for_detection(self, ts_ms: float) -> bool:
-        if self._next_detect_ts_ms is None or ts_ms + 1e-6 >= self._next_detect_ts_ms:
-            base = ts_ms if self._next_detect_ts_ms is None else self._next_detect_ts_ms
-            # keep a fixed cadence in stream time; skip ahead if the stream jumped
-            self._next_detect_ts_ms = max(base + self._detect_interval_ms, ts_ms)
-            if self._detect_interval_ms == 0.0:
-                self._next_detect_ts_ms = ts_ms
-            return True
-        return False
+        """Detect on a fixed cadence of stream time (1 / analysis_fps), so a 25 fps stream
+        analysed at 5 fps detects on every 5th frame, in replay and live alike."""
+        if self._next_detect_ts_ms is not None and ts_ms + 1e-6 < self._next_detect_ts_ms:
+            return False
+        start = ts_ms if self._next_detect_ts_ms is None else self._next_detect_ts_ms
+        self._next_detect_ts_ms = start + self._detect_interval_ms
+        if self._next_detect_ts_ms <= ts_ms:  # the stream jumped ahead: restart the cadence
+            self._next_detect_ts_ms = ts_ms + self._detect_interval_ms
+        return True
 
     def process(self, frame: Frame) -> FrameAnalysis:
         cam = self.camera.id
@@ -86,8 +93,7 @@ class CameraAnalyzer:
         detected = self._due_for_detection(frame.ts_ms)
         if detected:
             with self._metrics.time_stage("detect"):
-                detections = self._detector.detect(frame.image_bgr,
-                                                   self.camera.roi_polygons or None)
+                detections = self._detect(frame)
             self._metrics.count(cam, "faces_detected", len(detections))
             self._metrics.count(cam, "detector_runs")
             with self._metrics.time_stage("track"):
@@ -95,6 +101,7 @@ class CameraAnalyzer:
         else:
             with self._metrics.time_stage("track"):
                 faces = self._tracker.predict(frame.index, frame.ts_ms)
+        self._tracked_boxes = [face.bbox_xyxy for face in faces]
         selections: list[Selection] = []
         with self._metrics.time_stage("select"):
             for face in faces:
@@ -118,6 +125,31 @@ class CameraAnalyzer:
             self._first_seen.pop(track_id, None)
             self._last_seen.pop(track_id, None)
         return FrameAnalysis(frame.index, frame.ts_ms, detected, faces, crops, ended)
+
+    def _detect(self, frame: Frame) -> list[Detection]:
+        """Run the detector on the whole frame (or the camera's ROI), or only where the motion
+        gate saw change and around tracked faces."""
+        roi = self.camera.roi_polygons or None
+        if self._gate is None:
+            return self._detector.detect(frame.image_bgr, roi)
+        decision = self._gate.decide(frame.image_bgr, frame.ts_ms,
+                                     self._tracked_boxes + self._last_detection_boxes)
+        if decision.regions_xyxy is None:
+            self._metrics.count(self.camera.id, "detect_full_frame")
+            detections = self._detector.detect(frame.image_bgr, roi)
+            self._last_detection_boxes = [d.bbox_xyxy for d in detections]
+            return detections
+        self._metrics.count(self.camera.id, "detect_motion_gated")
+        if not decision.regions_xyxy:
+            detections = []
+        else:
+            detections = self._detector.detect(frame.image_bgr,
+                                               rect_polygons(decision.regions_xyxy))
+        if roi is not None and detections:
+            inside = centres_inside(np.array([d.bbox_xyxy for d in detections]), roi)
+            detections = [d for d, keep in zip(detections, inside, strict=True) if keep]
+        self._last_detection_boxes = [d.bbox_xyxy for d in detections]
+        return detections
 
     def finish(self, wall_ts_s: float) -> tuple[list[CropRequest], list[int]]:
         """End of stream: end every track; return the crops still pending and the ended ids."""

@@ -80,6 +80,21 @@ class CameraConfig(StrictModel):
         return polygons
 
 
+class MotionGateConfig(StrictModel):
+    """Detect only where the picture changed (plus around tracked faces), with a periodic
+    full-frame pass. See pipeline/detect/motion.py."""
+
+    enabled: bool = True
+    full_frame_interval_s: PositiveFloat = 2.0
+    analysis_width_px: Annotated[int, Field(ge=64, le=1920)] = 320
+    pixel_threshold: Annotated[int, Field(ge=1, le=255)] = 12
+    min_blob_px: Annotated[int, Field(ge=1)] = 4
+    margin_px: Annotated[float, Field(ge=0)] = 16.0
+    margin_fraction: Annotated[float, Field(ge=0)] = 0.1
+    max_motion_fraction: Annotated[float, Field(gt=0, le=1.0)] = Field(
+        default=0.6, description="scan the full frame when regions would cover more than this")
+
+
 class DetectorConfig(StrictModel):
     backend: Literal["mtcnn", "yunet", "scrfd"] = "mtcnn"
     model_path: Path | None = Field(default=None, description="required for yunet and scrfd")
@@ -88,6 +103,7 @@ class DetectorConfig(StrictModel):
     min_face_px: Annotated[float, Field(ge=4)] = 12.0
     max_input_side_px: Annotated[int, Field(ge=64)] = 1920
     threads: Annotated[int, Field(ge=1, le=64)] = 1
+    motion_gate: MotionGateConfig = MotionGateConfig()
 
     @model_validator(mode="after")
     def _model_path_required(self) -> DetectorConfig:

@@ -31,7 +31,13 @@ from pipeline.metrics import RunMetrics, StageTiming
 from pipeline.publish import EventOutput
 from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
 from pipeline.records import FaceEvent, Frame
-from pipeline.sources import SupervisedCamera, camera_id_for, list_videos, replay_file
+from pipeline.sources import (
+    CameraHealthCollector,
+    SupervisedCamera,
+    camera_id_for,
+    list_videos,
+    replay_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +248,8 @@ class LiveRunner:
         cameras = [c for c in config.cameras if c.enabled]
         if not cameras:
             raise PipelineError("no enabled cameras in the config")
+        self.metrics.registry.register(
+            CameraHealthCollector(lambda: [c.health() for c in list(self._cameras.values())]))
         if config.metrics.port is not None:
             self.metrics.serve(config.metrics.port, config.metrics.host)
         with ExitStack() as stack:
