@@ -71,7 +71,10 @@ class CameraAnalyzer:
         self._next_detect_ts_ms: float | None = None
         gate_cfg = config.detector.motion_gate
         self._gate = MotionGate(gate_cfg) if gate_cfg.enabled else None
-        self._tracked_boxes: list[tuple[float, float, float, float]] = []
+        # last box and time of every recent track: a face the detector missed once is still
+        # scanned where it was, until the tracker would give it up
+        self._recent_track_boxes: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
+        self._recent_ttl_ms = config.tracker.lost_ttl_s * 1000.0
         self._last_detection_boxes: list[tuple[float, float, float, float]] = []
         self._first_seen: dict[int, float] = {}
         self._last_seen: dict[int, float] = {}
@@ -101,7 +104,8 @@ class CameraAnalyzer:
         else:
             with self._metrics.time_stage("track"):
                 faces = self._tracker.predict(frame.index, frame.ts_ms)
-        self._tracked_boxes = [face.bbox_xyxy for face in faces]
+        for face in faces:
+            self._recent_track_boxes[face.track_id] = (face.ts_ms, face.bbox_xyxy)
         selections: list[Selection] = []
         with self._metrics.time_stage("select"):
             for face in faces:
@@ -132,8 +136,12 @@ class CameraAnalyzer:
         roi = self.camera.roi_polygons or None
         if self._gate is None:
             return self._detector.detect(frame.image_bgr, roi)
+        self._recent_track_boxes = {
+            track_id: (ts, box) for track_id, (ts, box) in self._recent_track_boxes.items()
+            if frame.ts_ms - ts <= self._recent_ttl_ms}
+        recent = [box for _ts, box in self._recent_track_boxes.values()]
         decision = self._gate.decide(frame.image_bgr, frame.ts_ms,
-                                     self._tracked_boxes + self._last_detection_boxes)
+                                     recent + self._last_detection_boxes)
         if decision.regions_xyxy is None:
             self._metrics.count(self.camera.id, "detect_full_frame")
             detections = self._detector.detect(frame.image_bgr, roi)

@@ -91,6 +91,9 @@ class MotionGateConfig(StrictModel):
     min_blob_px: Annotated[int, Field(ge=1)] = 4
     margin_px: Annotated[float, Field(ge=0)] = 16.0
     margin_fraction: Annotated[float, Field(ge=0)] = 0.1
+    min_region_px: Annotated[int, Field(ge=16)] = Field(
+        default=160, description="regions are at least this wide and high (detector context: "
+                                  "YuNet missed 21 px faces in 96 px crops, found them in 128)")
     max_motion_fraction: Annotated[float, Field(gt=0, le=1.0)] = Field(
         default=0.6, description="scan the full frame when regions would cover more than this")
 
@@ -126,6 +129,14 @@ class TrackerConfig(StrictModel):
     box_expand: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
         default=0.5, description="boxes grow by this fraction of their size on each side before "
                                  "IoU matching, so tiny fast faces still overlap")
+    centre_gate_sizes: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+        default=0.5, description="after IoU, match by centre distance up to this many face "
+                                 "sizes (0 disables)")
+    centre_gate_sizes_per_s: Annotated[float, Field(ge=0.0, le=20.0)] = Field(
+        default=8.0, description="plus this many face sizes per second since the track was "
+                                 "last seen (walking moves a face ~2 widths in 200 ms)")
+    max_size_ratio: Annotated[float, Field(ge=1.0)] = Field(
+        default=1.5, description="centre matches need sizes within this ratio")
 
     @model_validator(mode="after")
     def _low_below_high(self) -> TrackerConfig:

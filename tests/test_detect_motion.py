@@ -39,12 +39,18 @@ def test_regions_cover_the_moving_object_only() -> None:
     assert area < 0.2 * 640 * 360, "static background is not scanned"
 
 
-def test_tracked_boxes_are_always_scanned() -> None:
-    gate = MotionGate(MotionGateConfig(margin_px=10, margin_fraction=0.0))
+def test_face_boxes_are_always_scanned_with_context() -> None:
+    gate = MotionGate(MotionGateConfig(margin_px=10, margin_fraction=0.0, min_region_px=16))
     gate.decide(_frame(), 0.0)
     regions = gate.decide(_frame(noise_seed=1), 200.0, [(500.0, 50.0, 520.0, 70.0)]).regions_xyxy
     assert regions == [(490, 40, 530, 80)]
     assert rect_polygons(regions) == [[(490, 40), (530, 40), (530, 80), (490, 80)]]
+    # by default a small face gets a region of at least min_region_px (160) around it
+    wide = MotionGate(MotionGateConfig(margin_px=10, margin_fraction=0.0))
+    wide.decide(_frame(), 0.0)
+    (x1, y1, x2, y2), = wide.decide(_frame(noise_seed=1), 200.0,
+                                    [(300.0, 150.0, 320.0, 170.0)]).regions_xyxy
+    assert (x2 - x1, y2 - y1) == (160, 160) and (x1, y1) == (230, 80)
 
 
 def test_large_motion_falls_back_to_full_frame() -> None:

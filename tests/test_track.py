@@ -110,10 +110,34 @@ def test_sparse_detection_with_prediction_keeps_ids_for_small_moving_faces() -> 
 
 
 def test_sparse_detection_needs_expanded_boxes_for_tiny_faces() -> None:
-    # Without box expansion a 16 px face moving 10 px between detections overlaps itself
-    # too little (IoU 0.23) and the track never confirms: this is what box_expand fixes.
-    outputs = _sparse_detection_run(TrackerConfig(box_expand=0.0))
+    # Without box expansion (and no centre gate) a 16 px face moving 10 px between
+    # detections overlaps itself too little (IoU 0.23) and the track never confirms: this is
+    # what box_expand fixes.
+    outputs = _sparse_detection_run(TrackerConfig(box_expand=0.0, centre_gate_sizes=0.0))
     assert all(faces == [] for faces in outputs)
+
+
+def test_centre_gate_alone_tracks_tiny_faces_at_5fps() -> None:
+    outputs = _sparse_detection_run(TrackerConfig(box_expand=0.0))
+    later = outputs[5:]
+    assert all(len(faces) == 2 for faces in later)
+    assert {f.track_id for faces in later for f in faces} == {1, 2}
+
+
+def test_centre_gate_follows_a_face_moving_two_widths_per_pass() -> None:
+    """15 px faces walking 30 px per 200 ms (two widths), 40 px apart: no IoU at all, yet
+    each keeps its own id, and a detection 5 widths away starts a new track instead."""
+    tracker = FaceTracker(TrackerConfig(), "cam")
+    ids_a, ids_b = set(), set()
+    for k in range(8):
+        ts = k * 200.0
+        faces = tracker.update(k * 5, ts, [det(100 + 30 * k, 100, size=15),
+                                           det(100 + 30 * k, 140, size=15)])
+        for face in faces:
+            (ids_a if centre(face)[1] < 120 else ids_b).add(face.track_id)
+    assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
+    faces = tracker.update(40, 1600.0, [det(100 + 30 * 8 + 75, 100, size=15)])
+    assert faces == []  # too far for the old track: a new tentative one
 
 
 def test_low_score_detections_extend_tracks_but_never_start_them() -> None:

@@ -92,6 +92,9 @@ class MotionGate:
         margin = self.cfg.margin_px if with_margin else 0.0
         pad_x = margin + self.cfg.margin_fraction * (x2 - x1)
         pad_y = margin + self.cfg.margin_fraction * (y2 - y1)
+        # detectors need context around a face: never hand them a tiny crop
+        pad_x = max(pad_x, (self.cfg.min_region_px - (x2 - x1)) / 2)
+        pad_y = max(pad_y, (self.cfg.min_region_px - (y2 - y1)) / 2)
         return (max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y)),
                 min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y))))
 

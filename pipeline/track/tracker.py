@@ -20,7 +20,7 @@ from pipeline.config import TrackerConfig
 from pipeline.errors import PipelineError
 from pipeline.records import Detection, TrackedFace
 from pipeline.track.kalman import BoxKalman
-from pipeline.track.matching import match_boxes
+from pipeline.track.matching import match_boxes, match_by_centre
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,12 @@ class FaceTracker:
                                             cfg.box_expand)
         matched += [(confirmed[t], high[d]) for t, d in pairs]
         high_left = [high[d] for d in rest_d]
+        # Stage 1b: what IoU missed, by centre distance (fast faces at low analysis rates).
+        confirmed_left = [confirmed[t] for t in rest_t]
+        pairs, rest_t, rest_d = self._match_centres(confirmed_left, high_left, ts_ms)
+        matched += [(confirmed_left[t], high_left[d]) for t, d in pairs]
+        high_left = [high_left[d] for d in rest_d]
+        rest_t = [confirmed.index(confirmed_left[t]) for t in rest_t]
         # Stage 2: low-score detections may only extend tracks that were active, never revive
         # lost ones or start new ones (they are mostly blur, occlusion or false positives).
         active_left = [confirmed[t] for t in rest_t if confirmed[t].state is _State.ACTIVE]
@@ -111,6 +117,11 @@ class FaceTracker:
             [t.kalman.bbox_xyxy for t in tentative], [d.bbox_xyxy for d in high_left],
             cfg.match_iou, cfg.box_expand)
         matched += [(tentative[t], high_left[d]) for t, d in pairs]
+        tentative_left = [tentative[t] for t in unmatched_tentative]
+        high_left = [high_left[d] for d in rest_d]
+        pairs, unmatched_left, rest_d = self._match_centres(tentative_left, high_left, ts_ms)
+        matched += [(tentative_left[t], high_left[d]) for t, d in pairs]
+        unmatched_tentative = [tentative.index(tentative_left[t]) for t in unmatched_left]
 
         for track, det in matched:
             self._apply_detection(track, det, frame_index, ts_ms)
@@ -126,6 +137,17 @@ class FaceTracker:
         seen = {id(track): det for track, det in matched}
         return [self._face(t, frame_index, ts_ms, det=seen[id(t)]) for t in self._tracks
                 if t.state is _State.ACTIVE and id(t) in seen]
+
+    def _match_centres(self, tracks: list[_Track], detections: list[Detection],
+                       ts_ms: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+        cfg = self._cfg
+        if cfg.centre_gate_sizes <= 0.0:
+            return [], list(range(len(tracks))), list(range(len(detections)))
+        allowance = [cfg.centre_gate_sizes + cfg.centre_gate_sizes_per_s
+                     * min(ts_ms - t.last_seen_ts_ms, cfg.lost_ttl_s * 1000.0) / 1000.0
+                     for t in tracks]
+        return match_by_centre([t.kalman.bbox_xyxy for t in tracks],
+                               [d.bbox_xyxy for d in detections], allowance, cfg.max_size_ratio)
 
     def predict(self, frame_index: int, ts_ms: float) -> list[TrackedFace]:
         """Advance tracks on a frame without detection; return active tracks' predicted boxes."""
