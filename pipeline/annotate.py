@@ -137,19 +137,27 @@ class ReplayAnnotator:
         self._writer: AnnotatedVideoWriter | None = None
         self._first: tuple[Frame, np.ndarray] | None = None
         self._labels: dict[tuple[str, int], str] = {}
+        self._crops: dict[tuple[str, int], np.ndarray] = {}
 
     @property
     def frame_count(self) -> int:
         return (self._writer.frame_count if self._writer else 0) + (1 if self._first else 0)
 
-    def add(self, frame: Frame, analysis: _FrameAnalysisLike, events: list[FaceEvent]) -> None:
+    def add(self, frame: Frame, analysis: _FrameAnalysisLike, events: list[FaceEvent],
+            restored_crops: dict[int, np.ndarray] | None = None) -> None:
+        """``restored_crops``: track id -> the SR output the classifier saw; each track's
+        latest one is shown beside its box until the track ends."""
         for event in events:
             self._labels[(event.camera_id, event.track_id)] = (
                 f"{event.emotion.top_class} {max(event.emotion.probabilities):.2f}")
+        for track_id, crop in (restored_crops or {}).items():
+            self._crops[(frame.camera_id, track_id)] = crop
         labels = {tid: text for (cam, tid), text in self._labels.items() if cam == frame.camera_id}
-        image = draw_annotations(frame.image_bgr, analysis.faces, labels)
+        crops = {tid: crop for (cam, tid), crop in self._crops.items() if cam == frame.camera_id}
+        image = draw_annotations(frame.image_bgr, analysis.faces, labels, crops or None)
         for track_id in analysis.ended_track_ids:
             self._labels.pop((frame.camera_id, track_id), None)
+            self._crops.pop((frame.camera_id, track_id), None)
         if self._writer is None and self._first is None:
             self._first = (frame, image)
             return

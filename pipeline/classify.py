@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from pipeline.analyze import CropRequest
 from pipeline.config import ClassifyConfig, EnhanceConfig
@@ -16,6 +19,14 @@ from pipeline.errors import ModelError
 from pipeline.records import EmotionResult, FaceEvent
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClassifiedFace:
+    """A face event and the restored crop the classifier saw (for annotation only)."""
+
+    event: FaceEvent
+    restored_bgr: np.ndarray = field(repr=False)
 
 
 class EmotionStage:
@@ -41,7 +52,7 @@ class EmotionStage:
             raise ModelError("EmotionStage.start() was not called")
         return tuple(self._model.class_names)
 
-    def process(self, requests: Sequence[CropRequest]) -> list[FaceEvent]:
+    def process(self, requests: Sequence[CropRequest]) -> list[ClassifiedFace]:
         if not requests:
             return []
         if self._model is None:
@@ -50,17 +61,18 @@ class EmotionStage:
                                           [r.face_size_px for r in requests])
         probabilities = self._model.predict_proba([e.image_bgr for e in enhanced])
         names = self.class_names
-        events = []
+        results = []
         for request, face, probs in zip(requests, enhanced, probabilities, strict=True):
             emotion = EmotionResult(names, tuple(round(float(p), 6) for p in probs),
                                     sr_applied=face.sr_applied)
-            events.append(FaceEvent(
+            event = FaceEvent(
                 camera_id=request.camera_id, track_id=request.track_id,
                 frame_index=request.frame_index, ts_ms=request.ts_ms,
                 wall_ts_s=request.wall_ts_s, bbox_xyxy=request.bbox_xyxy,
                 face_size_px=request.face_size_px, quality=request.quality, emotion=emotion,
-                first_seen_ts_ms=request.first_seen_ts_ms, last_seen_ts_ms=request.last_seen_ts_ms))
-        return events
+                first_seen_ts_ms=request.first_seen_ts_ms, last_seen_ts_ms=request.last_seen_ts_ms)
+            results.append(ClassifiedFace(event, face.image_bgr))
+        return results
 
     def stop(self) -> None:
         self._enhancer.stop()

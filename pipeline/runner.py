@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.analyze import CameraAnalyzer, CropRequest, FrameAnalysis
-from pipeline.classify import EmotionStage
+from pipeline.classify import ClassifiedFace, EmotionStage
 from pipeline.config import AppConfig, CameraConfig
 from pipeline.detect import create_detector
 from pipeline.errors import PipelineError, SourceError
 from pipeline.metrics import RunMetrics, StageTiming
 from pipeline.publish import EventOutput
 from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
-from pipeline.records import FaceEvent, Frame
+from pipeline.records import Frame
 from pipeline.sources import (
     CameraHealthCollector,
     SupervisedCamera,
@@ -134,15 +134,17 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
             summary.frames += 1
             metrics.count(camera.id, "frames_decoded")
             analysis = analyzer.process(frame)
-            events = _classify(emotion, analysis.crops, metrics)
-            output.handle(events, analysis.ended_track_ids, camera.id)
+            classified = _classify(emotion, analysis.crops, metrics)
+            output.handle([c.event for c in classified], analysis.ended_track_ids, camera.id)
             if annotator is not None:
-                annotator.add(frame, analysis, events)
+                annotator.add(frame, analysis, [c.event for c in classified],
+                              {c.event.track_id: c.restored_bgr for c in classified
+                               if c.event.emotion.sr_applied})
         if errors:
             raise errors[0]
         if last is not None:
             crops, ended = analyzer.finish(last.wall_ts_s)
-            output.handle(_classify(emotion, crops, metrics), ended, camera.id)
+            output.handle([c.event for c in _classify(emotion, crops, metrics)], ended, camera.id)
     finally:
         queue.close()
         decoder.join(timeout=5)
@@ -150,14 +152,16 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
 
 
 def _classify(emotion: EmotionStage, crops: list[CropRequest],
-              metrics: RunMetrics) -> list[FaceEvent]:
+              metrics: RunMetrics) -> list[ClassifiedFace]:
     if not crops:
         return []
     with metrics.time_stage("enhance+classify"):
-        events = emotion.process(crops)
-    for event in events:
-        metrics.count(event.camera_id, "events")
-    return events
+        classified = emotion.process(crops)
+    for face in classified:
+        metrics.count(face.event.camera_id, "events")
+        if face.event.emotion.sr_applied:
+            metrics.count(face.event.camera_id, "sr_applied")
+    return classified
 
 
 def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
@@ -336,7 +340,7 @@ class LiveRunner:
                 output.poll()
                 continue
             try:
-                events = _classify(emotion, batch, self.metrics)
+                events = [c.event for c in _classify(emotion, batch, self.metrics)]
             except Exception:
                 log.exception("emotion batch of %d failed", len(batch))
                 self.metrics.count("all", "classify_errors")

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
@@ -201,3 +202,41 @@ source:
     events = _read_events(redis_client, stream)
     assert events and {e.camera_id for e in events} == {"live"}
     assert redis_client.xlen(events_stream("cctv", "test", "dead")) == 0
+
+
+def test_replay_with_sr_in_band_and_sr_crops_in_the_annotation(
+        tmp_path: Path, demo_clip: Path, redis_server: EmbeddedRedis,
+        redis_client: redis.Redis) -> None:
+    """enhance.method sr with a real (tiny, nearest-neighbour) ONNX generator: faces inside
+    the band are marked sr_applied, others not, and --annotate pastes the SR crops."""
+    pytest.importorskip("onnx")
+    from pipeline.annotate import SR_CROP_SIDE_PX
+    from tests.helpers.tiny_sr import build_sr_onnx, write_sr_manifest
+
+    onnx_path = build_sr_onnx(tmp_path / "tiny_sr.onnx", channels=1)
+    manifest = write_sr_manifest(onnx_path, tmp_path / "tiny_sr.json")
+    config = _config(tmp_path, redis_server.url, f"""
+enhance: {{method: sr, sr_model: {manifest}, sr_size_band_px: [12, 27]}}
+""")
+    annotated = tmp_path / "sr.mp4"
+    summary = run_replay(config, ReplayOptions(inputs=demo_clip, annotate_path=annotated))
+    events = _read_events(redis_client, events_stream("cctv", "test", "demo"))
+    assert summary.events_published == len(events) > 0
+    in_band = [e for e in events if 12 <= e.face_size_px <= 27]
+    out_band = [e for e in events if e.face_size_px > 27]
+    assert in_band and out_band, "the demo has faces of 22-32 px: both sides of 27"
+    assert all(e.sr_applied for e in in_band)
+    assert not any(e.sr_applied for e in out_band)
+    plain = tmp_path / "plain.mp4"
+    run_replay(_config(tmp_path, redis_server.url), ReplayOptions(inputs=demo_clip,
+                                                                   annotate_path=plain))
+    import av
+
+    def last_frame(path: Path) -> np.ndarray:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+        return frames[-1].astype(np.int16)
+
+    # SR crop tiles (SR_CROP_SIDE_PX square) make the SR annotation differ from the plain one
+    changed = np.abs(last_frame(annotated) - last_frame(plain)).max(axis=2) > 40
+    assert changed.sum() >= SR_CROP_SIDE_PX * SR_CROP_SIDE_PX
