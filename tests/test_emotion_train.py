@@ -68,6 +68,12 @@ def test_resume_continues_from_last_epoch(tmp_path: Path) -> None:
     epochs = [json.loads(s)["epoch"] for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
     assert summary["last"]["epoch"] == 2
+    # A second schedule starting from those weights (fine-tuning) refuses a different network.
+    other = tiny_config(data, tmp_path, epochs=1).model_dump()
+    other["init_from"] = str(run / "best.pt")
+    other["model"]["widths"] = [8, 32]
+    with pytest.raises(ValueError, match="init_from: expected architecture"):
+        train(TrainConfig.model_validate(other), tmp_path / "ft")
 
 
 def test_config_rejects_unknown_keys(tmp_path: Path) -> None:

@@ -102,6 +102,9 @@ class TrainConfig(_Strict):
     threads: Annotated[int, Field(ge=1, le=64)] = 2
     out_dir: Path = Path("runs/emotion")
     log_every: Annotated[int, Field(ge=1)] = 20
+    init_from: Path | None = Field(
+        default=None, description="checkpoint whose model weights start this run (fine-tuning "
+        "a second schedule); optimiser state is not taken")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()

@@ -182,6 +182,13 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
     class_names = train_ds.class_names
     torch.manual_seed(cfg.seed)
     model = build_resnet(resnet_config(cfg, len(class_names))).to(device)
+    if cfg.init_from is not None:
+        init = torch.load(cfg.init_from, map_location=device, weights_only=True)
+        if init.get("architecture") != model.cfg.to_dict():
+            raise ValueError(f"init_from: expected architecture {model.cfg.to_dict()}, "
+                             f"got {init.get('architecture')}")
+        model.load_state_dict(init["model"])
+        log.info("initialised weights from %s", cfg.init_from)
     o = cfg.optim
     if o.optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr,

@@ -106,11 +106,12 @@ def load_training_faces(cfg: SrTrainConfig) -> tuple[list[np.ndarray], dict[str,
         from engines.train.harvest import harvest_footage
 
         for source in cfg.data.footage:
-            result = harvest_footage(source, cfg.data.harvest_dir, cfg.data.harvest)
-            got = load_image_dir(result.out_dir, cfg.model.color)
-            summary[str(source)] = {"harvested_crops": len(got), "dir": str(result.out_dir),
-                                    "tracks": result.tracks, "frames": result.frames}
-            faces += got
+            for result in harvest_footage(source, cfg.data.harvest_dir, cfg.data.harvest):
+                got = load_image_dir(result.out_dir, cfg.model.color)
+                summary[str(result.out_dir)] = {"harvested_crops": len(got),
+                                                "source": str(source), "tracks": result.tracks,
+                                                "frames": result.frames}
+                faces += got
     if cfg.data.max_images and len(faces) > cfg.data.max_images:
         rng = np.random.default_rng([cfg.seed, 99])
         keep = np.sort(rng.choice(len(faces), cfg.data.max_images, replace=False))
@@ -136,7 +137,7 @@ def validation_pairs(cfg: SrTrainConfig) -> tuple[np.ndarray, np.ndarray] | None
 
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
 
 
 @torch.no_grad()
@@ -216,7 +217,7 @@ def train(cfg: SrTrainConfig, out_dir: Path, resume: bool = False, init: Path | 
                                layers=cfg.model.d_layers, scales=cfg.model.d_scales)
     disc = MultiScaleDiscriminator(dcfg).to(device)
     feat = build_feature_net(cfg.loss.feature_net, cfg.loss.emotion_manifest,
-                             cfg.loss.vgg19_weights).to(device)
+                             cfg.loss.vgg19_weights, cfg.loss.feature_stages).to(device)
     o = cfg.optim
     opt_g = torch.optim.Adam(gen.parameters(), lr=o.lr_g, betas=tuple(o.betas))
     opt_d = torch.optim.Adam(disc.parameters(), lr=o.lr_d, betas=tuple(o.betas))
@@ -299,10 +300,10 @@ def train(cfg: SrTrainConfig, out_dir: Path, resume: bool = False, init: Path | 
             for be, b in zip(gen_ema.buffers(), gen.buffers(), strict=True):
                 be.copy_(b)
         step += 1
-        sums["l1"] += float(l1)
-        sums["perc"] += float(perc)
-        sums["g_adv"] += float(g_adv)
-        sums["d"] += float(d_loss)
+        sums["l1"] += l1.item()
+        sums["perc"] += perc.item()
+        sums["g_adv"] += g_adv.item()
+        sums["d"] += d_loss.item()
         n_logged += 1
         if step % cfg.log_every == 0 or step == o.steps:
             el = time.time() - t_loop

@@ -27,6 +27,9 @@ class HarvestConfig(_Strict):
     min_face_px: Annotated[float, Field(ge=4)] = 12.0
     analysis_fps: Annotated[float, Field(gt=0)] | None = 5.0
     interval_s: Annotated[float, Field(gt=0)] = 1.0
+    min_quality: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.3, description="pipeline face-quality gate (size, sharpness, frontal); "
+        "drops most false detections")
     crops_per_track: Annotated[int, Field(ge=1)] = 3
     max_crop_px: Annotated[int, Field(ge=16, le=512)] = 128
     dedup_threshold: Annotated[float, Field(ge=0)] = 4.0
@@ -71,7 +74,7 @@ class SrModelConfig(_Strict):
     bottleneck_blocks: Annotated[int, Field(ge=0)] = 3
     up_widths: tuple[int, ...] = (32, 16)
     norm: Literal["none", "instance"] = "none"
-    upsample: Literal["nearest", "pixelshuffle"] = "pixelshuffle"
+    upsample: Literal["nearest", "pixelshuffle"] = "nearest"
     global_skip: bool = True
     d_base_width: Annotated[int, Field(ge=4)] = 32
     d_layers: Annotated[int, Field(ge=1)] = 3
@@ -92,6 +95,9 @@ class LossConfig(_Strict):
     adversarial: Annotated[float, Field(ge=0)] = 0.01
     adv_start_step: Annotated[int, Field(ge=0)] = 300
     feature_net: Literal["emotion_resnet", "vgg19"] = "emotion_resnet"
+    feature_stages: Annotated[int, Field(ge=1, le=4)] = Field(
+        default=2, description="emotion ResNet stages after the stem used as features (VGG-19 "
+        "uses relu1_2..relu4_4); fewer stages = cheaper CPU steps")
     emotion_manifest: Path = Path("engines/weights/emotion_resnet.json")
     vgg19_weights: Path | None = Field(
         default=None, description="torchvision-format VGG-19 state dict (loaded weights_only)")

@@ -72,10 +72,10 @@ class EmotionResNetFeatures(nn.Module):
         return outs
 
 
-def build_feature_net(kind: str, emotion_manifest: Path, vgg19_weights: Path | None
-                      ) -> nn.Module:
+def build_feature_net(kind: str, emotion_manifest: Path, vgg19_weights: Path | None,
+                      emotion_stages: int = 2) -> nn.Module:
     if kind == "emotion_resnet":
-        return EmotionResNetFeatures(emotion_manifest)
+        return EmotionResNetFeatures(emotion_manifest, emotion_stages)
     if kind == "vgg19":
         if vgg19_weights is None:
             raise ValueError("feature_net vgg19: expected a weights path, got none")
