@@ -2,6 +2,8 @@
 
     python -m engines.build emotion --checkpoint runs/emotion/emotion_resnet/best.pt \
         --out engines/weights/emotion_resnet --calib-data ../shared/data/ferplus/FER2013Valid
+    python -m engines.build sr --checkpoint runs/sr/sr_generator/last.pt \
+        --out engines/weights/sr_generator --input-size 24
     python -m engines.build tensorrt --manifest engines/weights/emotion_resnet.json \
         [--cache-dir runs/trt_cache] [--max-batch 64] [--fp32]
 
@@ -49,6 +51,36 @@ def _run_emotion(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def _add_sr(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sr", help="export the face SR generator to ONNX + manifest")
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="output path without extension")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="instead of exporting: record --metrics-json in this built manifest")
+    p.add_argument("--input-size", type=int, default=24,
+                   help="square input size the pipeline feeds (output = size x scale)")
+    p.add_argument("--metrics-json", type=Path, action="append", default=[],
+                   help="evaluation JSON to record in the manifest (repeatable)")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_run_sr)
+
+
+def _run_sr(args: argparse.Namespace, command: str) -> int:
+    from engines.build.sr import attach_metrics, build_sr
+
+    if args.manifest is not None:
+        m = attach_metrics(args.manifest, args.metrics_json)
+        print(f"{m.manifest_path}: metrics {sorted(m.metrics)}")
+        return 0
+    if args.checkpoint is None or args.out is None:
+        raise PipelineError("sr: expected --checkpoint and --out (or --manifest), got neither")
+    m = build_sr(args.checkpoint, args.out, args.input_size, args.metrics_json, command,
+                 threads=args.threads)
+    print(f"{m.manifest_path}: onnx sha256 {m.onnx_sha256[:12]} x{m.scale_factor} "
+          f"{list(m.input_size_hw)} {m.color} parity {m.metrics['parity_max_abs_diff_unit']:.2e}")
+    return 0
+
+
 def _add_tensorrt(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tensorrt", help="build a TensorRT plan from an ONNX manifest")
     p.add_argument("--manifest", type=Path, required=True)
@@ -73,6 +105,7 @@ def _run_tensorrt(args: argparse.Namespace, command: str) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "emotion": _add_emotion,
+    "sr": _add_sr,
     "tensorrt": _add_tensorrt,
 }
 

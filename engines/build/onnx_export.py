@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
     model = model.eval().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    # The exporter reports progress on stdout; keep the CLI output to our own lines.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # The exporter reports progress on stdout and emits deprecation noise from torch internals.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(model, (example,), str(path), input_names=[input_name],
                           output_names=[output_name], dynamic_shapes={"x": {0: batch}},
                           dynamo=True, opset_version=opset, external_data=False)

@@ -7,15 +7,22 @@ Layout, as in the StarGAN v2 generator (Choi et al. 2020), minus the style code:
   conv 3x3, twice, with a learned 1x1 shortcut when widths differ, sum scaled by 1/sqrt(2)),
   each halving the resolution by average pooling;
 - bottleneck: residual blocks at the lowest resolution;
-- decoder: residual blocks that undo the encoder's downsampling, then ``log2(scale)``
-  upsampling residual blocks (x2 each) to the output size; upsampling is nearest-neighbour
-  as in StarGAN v2 (``upsample: nearest``) or a sub-pixel convolution
-  (``upsample: pixelshuffle``, cheaper at high resolution);
+- decoder: residual blocks that undo the encoder's downsampling (their output is added to
+  the ``from_lr`` features, a long skip), then ``log2(scale)`` upsampling residual blocks
+  (x2 each) to the output size; upsampling is nearest-neighbour then convolution as in
+  StarGAN v2 (``upsample: nearest``, shipped) or a sub-pixel convolution
+  (``upsample: pixelshuffle``: same cost here, but after GAN training it left a visible
+  4-px checkerboard on smooth skin, see docs/RESULTS.md);
 - ``to_hr``: LeakyReLU + 1x1 convolution to the image channels.
 
 The network predicts a residual on top of a bicubic upscale of its input (global skip), so
 it starts as bicubic and training only has to learn the missing detail; this is what lets a
 few CPU hours of self-supervised training beat bicubic on realism without losing much PSNR.
+
+StarGAN v2 normalises with instance norm (AdaIN in the decoder); ``norm: instance`` is
+available, but the shipped model uses no normalisation (``norm: none``), as EDSR-style SR
+networks do: normalisation discards the intensity statistics an SR network must keep, and
+it costs CPU time at inference.
 
 The architecture is fully described by :class:`GeneratorConfig`; its dict goes into the model
 manifest. Scale is 2, 4 (default) or 8.
@@ -43,7 +50,7 @@ class GeneratorConfig:
     bottleneck_blocks: int = 3
     up_widths: tuple[int, ...] = (32, 16)
     norm: str = "none"
-    upsample: str = "pixelshuffle"
+    upsample: str = "nearest"
     global_skip: bool = True
     kind: str = field(default="stargan_v2_sr")
 
