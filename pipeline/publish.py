@@ -85,7 +85,7 @@ class EventOutput:
                 self.events_published += 1
                 self.top_emotions[event.emotion.top_class] += 1
                 for alert in alerts:
-                    log.warning("ALERT %s", alert.summary())
+                    log.warning("ALERT %s", alert.summary)
                     self._publisher.publish_alert(alert)
                     self.alerts_published += 1
                     self._metrics.count(camera_id, "alerts")

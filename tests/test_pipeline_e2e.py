@@ -240,3 +240,28 @@ enhance: {{method: sr, sr_model: {manifest}, sr_size_band_px: [12, 27]}}
     # SR crop tiles (SR_CROP_SIDE_PX square) make the SR annotation differ from the plain one
     changed = np.abs(last_frame(annotated) - last_frame(plain)).max(axis=2) > 40
     assert changed.sum() >= SR_CROP_SIDE_PX * SR_CROP_SIDE_PX
+
+
+def test_replay_alert_rules_fire_into_the_alerts_stream(tmp_path: Path, demo_clip: Path,
+                                                        redis_server: EmbeddedRedis,
+                                                        redis_client: redis.Redis) -> None:
+    """A rule any face satisfies (neutral or happiness, >= 0.3 for 1 s) fires once per track
+    (cooldown longer than the clip); a rule no smoothed state can reach never fires."""
+    from pipeline.events import AlertV1
+    from pipeline.sinks.streams import alerts_stream
+
+    config = _config(tmp_path, redis_server.url, """
+alerts:
+  rules:
+    - {id: calm, emotions: [neutral, happiness], combine: sum, threshold: 0.3,
+       min_duration_s: 1.0, cooldown_s: 60, severity: info}
+    - {id: never, emotions: [contempt], threshold: 0.99, min_duration_s: 0.0}
+""")
+    summary = run_replay(config, ReplayOptions(inputs=demo_clip))
+    alerts = [from_fields(f) for _id, f in redis_client.xrange(alerts_stream("cctv", "test"))]
+    assert summary.alerts_published == len(alerts) > 0
+    assert all(isinstance(a, AlertV1) and a.rule_id == "calm" for a in alerts)
+    fired_tracks = [t.track_id for a in alerts for t in a.tracks]
+    assert len(fired_tracks) == len(set(fired_tracks)), "cooldown: one alert per track"
+    events = _read_events(redis_client, events_stream("cctv", "test", "demo"))
+    assert set(fired_tracks) <= {e.track_id for e in events}

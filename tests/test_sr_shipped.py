@@ -68,3 +68,23 @@ def test_pipeline_path_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_shipped_generator_runs_on_the_torch_backend_like_onnx() -> None:
+    """backend: torch rebuilds the generator from the manifest's architecture and gives the
+    ONNX Runtime output."""
+    from engines.runtime import create_engine
+
+    manifest = REPO / "engines" / "weights" / "sr_generator.json"
+    if not manifest.is_file():
+        pytest.skip("no shipped SR generator")
+    rng = np.random.default_rng(0)
+    batch = rng.random((2, 1, 24, 24), dtype=np.float32) * 2 - 1
+    onnx_engine = create_engine(manifest, backend="onnxruntime")
+    torch_engine = create_engine(manifest, backend="torch")
+    try:
+        np.testing.assert_allclose(torch_engine.infer(batch), onnx_engine.infer(batch),
+                                   atol=1e-4)
+    finally:
+        onnx_engine.close()
+        torch_engine.close()

@@ -4,18 +4,32 @@ torch is imported here only, so CPU deployments never need it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from engines.manifest import ModelManifest, verify_weights_file
 from engines.runtime.base import Engine
 from pipeline.errors import ModelError
 
+if TYPE_CHECKING:
+    import torch
+
+
+def _build_network(manifest: ModelManifest) -> torch.nn.Module:
+    """The network named by the manifest: the SR generator for task "sr", else the ResNet."""
+    if manifest.task == "sr":
+        from engines.models.generator import build_generator
+
+        return build_generator(manifest.architecture)
+    from engines.models.resnet import build_resnet
+
+    return build_resnet(manifest.architecture)
+
 
 class TorchEngine(Engine):
     def __init__(self, manifest: ModelManifest, device: str = "cpu", threads: int = 1) -> None:
         import torch
-
-        from engines.models.resnet import build_resnet
 
         self.manifest = manifest
         wp = verify_weights_file(manifest)
@@ -26,7 +40,7 @@ class TorchEngine(Engine):
         self._torch = torch
         self._device = torch.device(device)
         try:
-            model = build_resnet(manifest.architecture)
+            model = _build_network(manifest)
             state = torch.load(wp, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except (ValueError, RuntimeError, KeyError) as err:
