@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.timing import time_calls  # noqa: E402
 from engines.emotion_model import EmotionModel  # noqa: E402
 from engines.preprocess import faces_to_input  # noqa: E402
-
-
-def _time_calls(fn, min_s: float, min_iters: int) -> np.ndarray:
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_iters or time.perf_counter() - start < min_s:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return np.asarray(times)
 
 
 def run(manifest: Path, backend: str, threads: int, batch_sizes: list[int], min_s: float,
@@ -49,7 +39,7 @@ def run(manifest: Path, backend: str, threads: int, batch_sizes: list[int], min_
         model.warmup(bs)
         for what, fn in (("infer", lambda x=x: model.engine.infer(x)),
                          ("predict_proba", lambda f=faces: model.predict_proba(f))):
-            t = _time_calls(fn, min_s, 10)
+            t = time_calls(fn, min_s, 10)
             rows.append({"stage": what, "batch_size": bs, "faces_per_s": bs / float(t.mean()),
                          "latency_ms_p50": 1e3 * float(np.percentile(t, 50)),
                          "latency_ms_p90": 1e3 * float(np.percentile(t, 90)),

@@ -28,20 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.timing import time_calls  # noqa: E402
 from engines.manifest import load_manifest  # noqa: E402
 from engines.preprocess import faces_to_input  # noqa: E402
 from engines.runtime import create_engine_from_manifest  # noqa: E402
 from engines.sr_io import fit_to_size, output_size_hw, super_resolve  # noqa: E402
-
-
-def _time_calls(fn, min_s: float, min_iters: int) -> np.ndarray:
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_iters or time.perf_counter() - start < min_s:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return np.asarray(times)
 
 
 def _row(stage: str, threads: int, bs: int, t: np.ndarray) -> dict:
@@ -70,11 +61,11 @@ def run(manifest_path: Path, threads_list: list[int], batch_sizes: list[int], mi
             x = faces_to_input(planes, m)
             engine.warmup(bs)
             rows.append(_row("infer", threads, bs,
-                             _time_calls(lambda x=x, e=engine: e.infer(x), min_s, 5)))
+                             time_calls(lambda x=x, e=engine: e.infer(x), min_s, 5)))
             rows.append(_row("super_resolve", threads, bs,
-                             _time_calls(lambda c=crops, e=engine: super_resolve(e, c), min_s, 5)))
+                             time_calls(lambda c=crops, e=engine: super_resolve(e, c), min_s, 5)))
             if threads == threads_list[0]:
-                rows.append(_row("bicubic", 1, bs, _time_calls(
+                rows.append(_row("bicubic", 1, bs, time_calls(
                     lambda c=crops: [cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
                                      for f in c], min_s, 5)))
         engine.close()
