@@ -54,13 +54,15 @@ def _to_color(face: np.ndarray, color: str) -> np.ndarray:
     return face
 
 
-def resize_face(face: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Resize one crop to ``size_hw``: INTER_AREA to shrink, bilinear to enlarge."""
+def resize_face(face: np.ndarray, size_hw: tuple[int, int],
+                enlarge: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Resize one crop to ``size_hw``: INTER_AREA to shrink, ``enlarge`` (bilinear by
+    default) to enlarge."""
     h, w = face.shape[:2]
     th, tw = size_hw
     if (h, w) == (th, tw):
         return face
-    interp = cv2.INTER_AREA if h * w > th * tw else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if h * w > th * tw else enlarge
     return cv2.resize(face, (tw, th), interpolation=interp)
 
 

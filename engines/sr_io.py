@@ -21,19 +21,14 @@ import cv2
 import numpy as np
 
 from engines.manifest import ModelManifest
-from engines.preprocess import faces_to_input
+from engines.preprocess import faces_to_input, resize_face
 from engines.runtime.base import Engine
 from pipeline.errors import ModelError
 
 
 def fit_to_size(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """Resize to ``size_hw``: INTER_AREA when shrinking, bicubic when enlarging."""
-    h, w = image.shape[:2]
-    th, tw = size_hw
-    if (h, w) == (th, tw):
-        return image
-    interp = cv2.INTER_AREA if h * w > th * tw else cv2.INTER_CUBIC
-    return cv2.resize(image, (tw, th), interpolation=interp)
+    return resize_face(image, size_hw, enlarge=cv2.INTER_CUBIC)
 
 
 def output_size_hw(manifest: ModelManifest) -> tuple[int, int]:
