@@ -31,7 +31,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                      "--calib-data", str(data / "FER2013Valid"), "--eval-sizes", "48,16",
                      "--calib-sizes", "48,16", "--threads", "2"])
     assert rc == 0
-    return {"manifest": out.with_suffix(".json"), "data": data, "dir": out.parent}
+    return {"manifest": out.with_suffix(".json"), "data": data, "dir": out.parent,
+            "checkpoint": tmp / "run/best.pt"}
 
 
 def test_manifest_contents(built: dict[str, Path]) -> None:
@@ -143,3 +144,30 @@ def test_evaluation_json_shape(built: dict[str, Path], tmp_path: Path) -> None:
         png = cv2.imread(row["confusion_png"])
         assert png is not None and png.shape[0] > 100
     assert res["temperature_fit"]["nll_after"] <= res["temperature_fit"]["nll_before"] + 1e-9
+
+
+def test_tta_hflip_export_averages_mirror_logits(built: dict[str, Path]) -> None:
+    """--tta-hflip bakes mirror averaging into the graph; both backends and plain torch agree."""
+    import torch
+
+    from engines.build.__main__ import main as build_main
+    from engines.models.resnet import build_resnet
+
+    out = built["dir"] / "tiny_emotion_tta"
+    rc = build_main(["emotion", "--checkpoint", str(built["checkpoint"]), "--out", str(out),
+                     "--tta-hflip", "--threads", "1"])
+    assert rc == 0
+    m = load_manifest(out.with_suffix(".json"), expect_task="emotion")
+    assert m.architecture["tta_hflip"] is True
+    assert load_manifest(built["manifest"]).architecture["tta_hflip"] is False
+    plain = build_resnet(load_manifest(built["manifest"]).architecture).eval()
+    plain.load_state_dict(torch.load(built["checkpoint"], weights_only=True)["model"])
+    x = np.random.default_rng(1).normal(0, 1, (4, 1, 48, 48)).astype(np.float32)
+    with torch.inference_mode():
+        t = torch.from_numpy(x)
+        expected = ((plain(t) + plain(torch.flip(t, dims=[3]))) / 2).numpy()
+        assert not np.allclose(plain(t).numpy(), expected, atol=1e-4)  # the mirror matters
+    for backend in ("onnxruntime", "torch"):
+        engine = create_engine(out.with_suffix(".json"), backend=backend, threads=1)
+        np.testing.assert_allclose(engine.infer(x), expected, atol=1e-4)
+        engine.close()

@@ -83,3 +83,44 @@ def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
         load_train_config(cfg)
     shipped = load_train_config(REPO / "configs/train/emotion.yaml")
     assert shipped.model.input_size == 48
+
+
+def test_channels_last_training_for_wide_nets_only(tmp_path: Path) -> None:
+    """>= 16 channels everywhere trains in NHWC (faster); narrower nets stay NCHW (a torch CPU
+    crash in strided 1x1 backward below 16 channels). Both paths train and checkpoint."""
+    from engines.models.resnet import ResNetConfig
+    from engines.train.emotion import training_memory_format
+
+    assert training_memory_format(ResNetConfig(stem_width=16, widths=(16, 32))) \
+        == torch.channels_last
+    assert training_memory_format(ResNetConfig(stem_width=8, widths=(16, 32))) \
+        == torch.contiguous_format
+    data = make_synthetic_ferplus(tmp_path / "data", n_train=32, n_val=16)
+    cfg = tiny_config(data, tmp_path, epochs=1).model_dump()
+    cfg["model"].update({"stem_width": 16, "widths": [16, 16]})
+    summary = train(TrainConfig.model_validate(cfg), tmp_path / "wide")
+    assert summary["last"]["epoch"] == 1
+    ckpt = torch.load(tmp_path / "wide/best.pt", weights_only=True)
+    assert ckpt["architecture"]["widths"] == [16, 16]
+
+
+@pytest.mark.parametrize("channels", [16, 32])
+def test_nhwc_strided_convolution_gradients_are_exact(channels: int) -> None:
+    """The NHWC training path's strided convolutions (ResNet shortcuts and first convs) give
+    float64-exact gradients at the widths it is enabled for (oneDNN's 1x1 stride-2 NHWC
+    backward is known to go wrong below its channel block, hence the >= 16 guard)."""
+    gen = torch.Generator().manual_seed(0)
+    for k in (1, 3):
+        w = torch.randn(channels, channels, k, k, generator=gen, dtype=torch.float64)
+        x = torch.randn(8, channels, 24, 24, generator=gen, dtype=torch.float64)
+        g = torch.randn(8, channels, 12, 12, generator=gen, dtype=torch.float64)
+        grads = []
+        for dtype, fmt in ((torch.float64, torch.contiguous_format),
+                           (torch.float32, torch.channels_last)):
+            xi = x.to(dtype).contiguous(memory_format=fmt).detach().requires_grad_()
+            wi = w.to(dtype).contiguous(memory_format=fmt).detach().requires_grad_()
+            y = torch.nn.functional.conv2d(xi, wi, stride=2, padding=k // 2)
+            y.backward(g.to(dtype).contiguous(memory_format=fmt))
+            grads.append((xi.grad.double(), wi.grad.double()))
+        for got, ref in zip(grads[1], grads[0], strict=True):
+            assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5

@@ -35,6 +35,8 @@ def _add_emotion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-sizes", type=_sizes, default=(48, 32, 24, 16, 12))
     p.add_argument("--calib-sizes", type=_sizes, default=(48, 32, 24, 16, 12))
     p.add_argument("--restore", default="bilinear")
+    p.add_argument("--tta-hflip", action="store_true",
+                   help="average the logits of each face and its mirror image (2x compute)")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_run_emotion)
 
@@ -43,7 +45,8 @@ def _run_emotion(args: argparse.Namespace, command: str) -> int:
     from engines.build.emotion import build_emotion
 
     m = build_emotion(args.checkpoint, args.out, args.calib_data, args.eval_sizes,
-                      args.calib_sizes, args.restore, args.threads, command)
+                      args.calib_sizes, args.restore, args.threads, command,
+                      tta_hflip=args.tta_hflip)
     print(f"{m.manifest_path}: onnx sha256 {m.onnx_sha256[:12]} temperature {m.temperature:.4f}")
     for row in m.metrics.get("accuracy_by_size", []):
         print(f"  {row['size_px']:>3} px {row['restore']}: accuracy {row['accuracy']:.4f} "

@@ -21,7 +21,7 @@ import torch
 
 from engines.build.onnx_export import check_parity, export_onnx
 from engines.manifest import ModelManifest, load_manifest, sha256_file, write_manifest
-from engines.models.resnet import build_resnet
+from engines.models.resnet import ResNetConfig, build_resnet
 from engines.preprocess import InputSpec, faces_to_input
 from engines.runtime import create_engine_from_manifest
 from pipeline.errors import ModelError
@@ -50,11 +50,14 @@ def build_emotion(checkpoint: Path, out_base: Path, calib_data: Path | None = No
                   eval_sizes: tuple[int, ...] = (48, 32, 24, 16, 12),
                   calib_sizes: tuple[int, ...] = (48, 32, 24, 16, 12),
                   restore: str = "bilinear", threads: int = 2,
-                  command: str | None = None, name: str | None = None) -> ModelManifest:
+                  command: str | None = None, name: str | None = None,
+                  tta_hflip: bool = False) -> ModelManifest:
+    """``tta_hflip`` bakes mirror-image averaging into the exported network (architecture)."""
     t0 = time.time()
     torch.set_num_threads(threads)
     ckpt = load_checkpoint(checkpoint)
-    model = build_resnet(ckpt["architecture"])
+    arch = replace(ResNetConfig.from_dict(ckpt["architecture"]), tta_hflip=tta_hflip)
+    model = build_resnet(arch)
     model.load_state_dict(ckpt["model"])
     model.eval()
     spec = _spec(ckpt)
@@ -97,7 +100,7 @@ def build_emotion(checkpoint: Path, out_base: Path, calib_data: Path | None = No
         input_size_hw=(int(h), int(w)), channels=c, color=spec.color, mean=spec.mean,
         std=spec.std, class_names=class_names, temperature=1.0,
         checkpoint_sha256=sha256_file(checkpoint), onnx_sha256=sha256_file(onnx_path),
-        architecture=dict(ckpt["architecture"]), weights_file=weights_path.name,
+        architecture=arch.to_dict(), weights_file=weights_path.name,
         weights_sha256=sha256_file(weights_path), training=training,
         metrics={"parity_max_abs_prob_diff": parity}, manifest_path=manifest_path)
 

@@ -20,6 +20,9 @@ class ResNetConfig:
 
     ``stem_stride`` 1 keeps full resolution in the stem (for 48 px inputs); the first stage
     then downsamples by ``first_stage_stride``. Every later stage halves the resolution.
+    ``tta_hflip`` makes the eval-mode forward average the logits of the face and its mirror
+    image (twice the compute; training is unchanged). It is part of the architecture so the
+    ONNX graph and the torch backend compute the same thing.
     """
 
     in_channels: int = 1
@@ -30,6 +33,7 @@ class ResNetConfig:
     stem_stride: int = 1
     first_stage_stride: int = 2
     dropout: float = 0.2
+    tta_hflip: bool = False
     kind: str = field(default="resnet_basic")
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +111,13 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.tta_hflip and not self.training:
+            n = x.shape[0]
+            logits = self._logits(torch.cat([x, torch.flip(x, dims=[3])]))
+            return (logits[:n] + logits[n:]) * 0.5
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         x = torch.flatten(self.pool(x), 1)
         return self.fc(self.dropout(x))

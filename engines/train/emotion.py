@@ -92,6 +92,18 @@ def make_batch(images: np.ndarray, cfg: TrainConfig, spec: InputSpec,
     return batch
 
 
+def training_memory_format(arch: ResNetConfig) -> torch.memory_format:
+    """NHWC (channels-last) when every layer is at least 16 channels wide, else NCHW.
+
+    NHWC trains these small convolutions 1.4-1.6x faster on CPU (measured on the 2-core dev
+    machine) and suits CUDA tensor cores. torch 2.13's CPU backward of a strided 1x1
+    convolution with fewer than 16 channels in NHWC crashes the process (seen at 4, 8, 12 and
+    15 channels), so narrower (test-sized) networks stay NCHW.
+    """
+    narrowest = min(arch.stem_width, *arch.widths)
+    return torch.channels_last if narrowest >= 16 else torch.contiguous_format
+
+
 def lr_at(step: int, total: int, warmup: int, base: float, final_frac: float) -> float:
     """Linear warm-up then cosine decay to ``final_frac * base``."""
     if warmup > 0 and step < warmup:
@@ -107,6 +119,7 @@ def predict_logits(model: ResNet, batch_nchw: np.ndarray, device: torch.device,
     outs = []
     for i in range(0, len(batch_nchw), batch_size):
         x = torch.from_numpy(batch_nchw[i:i + batch_size]).to(device)
+        x = x.contiguous(memory_format=training_memory_format(model.cfg))
         outs.append(model(x).float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, model.cfg.num_classes), np.float32)
 
@@ -182,9 +195,11 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
     class_names = train_ds.class_names
     torch.manual_seed(cfg.seed)
     model = build_resnet(resnet_config(cfg, len(class_names))).to(device)
+    memory_format = training_memory_format(model.cfg)
+    model = model.to(memory_format=memory_format)
     if cfg.init_from is not None:
         init = torch.load(cfg.init_from, map_location=device, weights_only=True)
-        if init.get("architecture") != model.cfg.to_dict():
+        if ResNetConfig.from_dict(init.get("architecture") or {}) != model.cfg:
             raise ValueError(f"init_from: expected architecture {model.cfg.to_dict()}, "
                              f"got {init.get('architecture')}")
         model.load_state_dict(init["model"])
@@ -234,7 +249,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
             lr = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, o.lr, o.final_lr_frac)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, target = x.to(device), target.to(device)
+            x = x.to(device).contiguous(memory_format=memory_format)
+            target = target.to(device)
             loss = -(target * F.log_softmax(model(x), dim=1)).sum(dim=1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
