@@ -31,10 +31,9 @@ def test_shipped_manifest_is_consistent() -> None:
 @pytest.mark.skipif(not (VALID / "label.csv").is_file(),
                     reason=f"FER2013Valid not found at {VALID} (set CCTV_SHARED)")
 def test_shipped_model_accuracy_on_valid_sample() -> None:
-    """The runtime path (BGR crops -> EmotionModel on ONNX Runtime) reproduces the accuracy
-    the manifest records for the full FER2013Valid at 48 px, and beats the 8-class majority
-    baseline by far. (Issue 3's target, > 80 % on this sample, is not reached yet: the
-    shipped model scores about 78 %; see docs/RESULTS.md.)"""
+    """Issue 3: the shipped model scores above 80 % on a 500-face sample of FER2013Valid at
+    48 px through the runtime path (BGR crops -> EmotionModel on ONNX Runtime), and that
+    path reproduces the accuracy the manifest records for the full split."""
     from engines.emotion_model import EmotionModel
     from engines.eval.emotion import sample_dataset
     from engines.train.ferplus import load_ferplus
@@ -47,5 +46,6 @@ def test_shipped_model_accuracy_on_valid_sample() -> None:
                     if row["size_px"] == 48 and row["restore"] == "bilinear")
     majority = float(np.bincount(ds.labels).max() / len(ds.labels))
     # 500 of 3,555 faces: the sampling error of the accuracy is about 2 points
+    assert acc > 0.80, f"accuracy {acc:.3f} on the 500-face sample"
     assert abs(acc - recorded) < 0.05, f"sample {acc:.3f} vs manifest {recorded:.3f}"
     assert acc > majority + 0.3, f"accuracy {acc:.3f}, majority class {majority:.3f}"
