@@ -11,7 +11,6 @@ preprocessed input, and of the full path the pipeline uses (``EmotionModel.predi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.timing import time_calls  # noqa: E402
 from engines.emotion_model import EmotionModel  # noqa: E402
+from engines.eval.report import print_table, write_json  # noqa: E402
 from engines.preprocess import faces_to_input  # noqa: E402
 
 
@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
               [int(b) for b in args.batch_sizes.split(",")], args.min_seconds, args.crop_px)
     print(f"{res['manifest']} backend={res['backend']} threads={res['threads']} "
           f"machine={res['machine']} load={res['load_avg_1m']:.2f}")
-    print(f"{'stage':>14} {'batch':>5} {'faces/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'iters':>6}")
-    for r in res["rows"]:
-        print(f"{r['stage']:>14} {r['batch_size']:>5} {r['faces_per_s']:>9.1f} "
-              f"{r['latency_ms_p50']:>8.2f} {r['latency_ms_p90']:>8.2f} {r['iters']:>6}")
+    print_table(res["rows"], [("stage", "stage", 14, ""), ("batch", "batch_size", 5, ""),
+                              ("faces/s", "faces_per_s", 9, ".1f"),
+                              ("p50 ms", "latency_ms_p50", 8, ".2f"),
+                              ("p90 ms", "latency_ms_p90", 8, ".2f"),
+                              ("iters", "iters", 6, "")])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
     return 0
 
 

@@ -14,7 +14,6 @@ Target (issue 4): >= 100 faces/s for infer at batch 32 on the 2-core dev machine
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.timing import time_calls  # noqa: E402
+from engines.eval.report import command_line, print_table, write_json  # noqa: E402
 from engines.manifest import load_manifest  # noqa: E402
 from engines.preprocess import faces_to_input  # noqa: E402
 from engines.runtime import create_engine_from_manifest  # noqa: E402
@@ -93,15 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     res = run(args.manifest, args.threads, args.batch_sizes, args.min_s, args.crop_px)
     res["wall_s"] = time.time() - t0
-    res["command"] = "python benchmarks/sr_throughput.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    print(f"{'stage':>14} {'threads':>7} {'batch':>5} {'faces/s':>9} {'p50 ms':>8} {'p90 ms':>8}")
-    for r in res["rows"]:
-        print(f"{r['stage']:>14} {r['threads']:>7} {r['batch_size']:>5} {r['faces_per_s']:>9.1f} "
-              f"{r['latency_ms_p50']:>8.2f} {r['latency_ms_p90']:>8.2f}")
+    res["command"] = command_line("python benchmarks/sr_throughput.py", argv)
+    print_table(res["rows"], [("stage", "stage", 14, ""), ("threads", "threads", 7, ""),
+                              ("batch", "batch_size", 5, ""),
+                              ("faces/s", "faces_per_s", 9, ".1f"),
+                              ("p50 ms", "latency_ms_p50", 8, ".2f"),
+                              ("p90 ms", "latency_ms_p90", 8, ".2f")])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
     return 0
 
 

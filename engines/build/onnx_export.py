@@ -6,7 +6,9 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,25 +20,35 @@ log = logging.getLogger("engines.build")
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
-                input_name: str = "input", output_name: str = "logits",
-                opset: int = 18) -> Path:
-    """Export ``model`` (eval mode, CPU) with batch as the only dynamic axis."""
+                input_name: str = "input", output_name: str = "logits", opset: int = 18,
+                dynamic_axes: dict[int, Any] | None = None) -> Path:
+    """Export ``model`` (eval mode, CPU). ``dynamic_axes`` maps input axes to
+    ``torch.export.Dim`` expressions; by default batch is the only dynamic axis."""
     model = model.eval().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    if dynamic_axes is None:
+        dynamic_axes = {0: torch.export.Dim("batch", min=1, max=4096)}
     # The exporter reports progress on stdout and emits deprecation noise from torch internals.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(model, (example,), str(path), input_names=[input_name],
-                          output_names=[output_name], dynamic_shapes={"x": {0: batch}},
+                          output_names=[output_name], dynamic_shapes={"x": dynamic_axes},
                           dynamo=True, opset_version=opset, external_data=False)
     return path
 
 
+def max_prob_diff(got: np.ndarray, ref: np.ndarray) -> float:
+    """Max abs difference of the softmax probabilities of two logit arrays."""
+    return float(np.abs(softmax(got) - softmax(ref)).max())
+
+
 def check_parity(model: torch.nn.Module, onnx_path: Path, inputs: list[np.ndarray],
                  input_name: str = "input", output_name: str = "logits",
-                 tol: float = 1e-4) -> float:
-    """Max abs difference of softmax probabilities, torch vs onnxruntime; raise above ``tol``."""
+                 tol: float = 1e-4, distance: Callable[[np.ndarray, np.ndarray], float]
+                 = max_prob_diff, what: str = "|p_onnx - p_torch|") -> float:
+    """Max ``distance(onnx output, torch output)`` over ``inputs``; raise above ``tol``.
+
+    ``what`` names the distance in messages (default: softmax probabilities of logits)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -49,9 +61,9 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, inputs: list[np.ndarra
         if got.shape != ref.shape:
             raise ModelError(f"{onnx_path}: parity: expected output shape {ref.shape}, "
                              f"got {got.shape}")
-        worst = max(worst, float(np.abs(softmax(got) - softmax(ref)).max()))
+        worst = max(worst, distance(got, ref))
     if worst > tol:
-        raise ModelError(f"{onnx_path}: parity: expected max |p_onnx - p_torch| <= {tol}, "
+        raise ModelError(f"{onnx_path}: parity: expected max {what} <= {tol}, "
                          f"got {worst:.3e}")
-    log.info("parity ok: max |p_onnx - p_torch| = %.3e over %d batches", worst, len(inputs))
+    log.info("parity ok: max %s = %.3e over %d batches", what, worst, len(inputs))
     return worst

@@ -15,8 +15,6 @@ metrics under their file stem.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import platform
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engines.build.onnx_export import check_parity, export_onnx
 from engines.manifest import ModelManifest, load_manifest, sha256_file, write_manifest
 from engines.models.generator import Generator, build_generator
 from pipeline.errors import ModelError
@@ -52,42 +51,21 @@ def export_sr_onnx(gen: Generator, path: Path, input_size: int, input_name: str 
                    output_name: str = "sr", opset: int = 18) -> Path:
     """Export with dynamic batch and dynamic even spatial size (multiples of the encoder
     downsampling)."""
-    gen = gen.eval().cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
     mult = gen.cfg.min_input_multiple
-    batch = torch.export.Dim("batch", min=1, max=4096)
     h = torch.export.Dim("h", min=2, max=1024 // mult)
     w = torch.export.Dim("w", min=2, max=1024 // mult)
+    axes = {0: torch.export.Dim("batch", min=1, max=4096), 2: mult * h, 3: mult * w}
     example = torch.zeros(2, gen.cfg.in_channels, input_size, input_size)
-    with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(gen, (example,), str(path), input_names=[input_name],
-                          output_names=[output_name],
-                          dynamic_shapes={"x": {0: batch, 2: mult * h, 3: mult * w}},
-                          dynamo=True, opset_version=opset, external_data=False)
-    return path
+    return export_onnx(gen, example, path, input_name, output_name, opset, dynamic_axes=axes)
 
 
 def check_sr_parity(gen: Generator, onnx_path: Path, inputs: list[np.ndarray],
                     std: float, input_name: str = "input", output_name: str = "sr",
                     tol: float = PARITY_TOL) -> float:
     """Max |onnx - torch| over ``inputs`` in [0, 1] intensity units; raise above ``tol``."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for x in inputs:
-        with torch.inference_mode():
-            ref = gen(torch.from_numpy(x)).numpy()
-        (got,) = sess.run([output_name], {input_name: x})
-        if got.shape != ref.shape:
-            raise ModelError(f"{onnx_path}: parity: expected output shape {ref.shape}, got "
-                             f"{got.shape}")
-        worst = max(worst, float(np.abs(got - ref).max()) * std)
-    if worst > tol:
-        raise ModelError(f"{onnx_path}: parity: expected max |sr_onnx - sr_torch| <= {tol} "
-                         f"(unit intensity), got {worst:.3e}")
-    log.info("parity ok: max |sr_onnx - sr_torch| = %.3e over %d batches", worst, len(inputs))
-    return worst
+    return check_parity(gen, onnx_path, inputs, input_name, output_name, tol,
+                        distance=lambda got, ref: float(np.abs(got - ref).max()) * std,
+                        what="|sr_onnx - sr_torch| (unit intensity)")
 
 
 def _face_like(rng: np.random.Generator, n: int, c: int, size: int, mean: float,

@@ -15,7 +15,6 @@ NLL-minimising temperature on this data, pooled over the sizes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -34,6 +33,7 @@ from engines.eval.metrics import (
     per_class_recall,
     softmax,
 )
+from engines.eval.report import command_line, print_table, write_json
 from engines.preprocess import InputSpecLike, faces_to_input
 from engines.train.degradations import degrade_to_size
 from engines.train.ferplus import FaceDataset, load_dataset
@@ -195,18 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(args.data), "n": len(ds), "limit": args.limit, "seed": args.seed,
         "backend": args.backend, "class_names": list(m.class_names),
         "temperature": m.temperature, "rows": rows, "wall_s": None,
-        "command": "python -m engines.eval.emotion " + " ".join(
-            argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m engines.eval.emotion", argv),
     }
     if args.fit_temperature:
         out["temperature_fit"] = fit_pooled_temperature(all_logits, ds.labels)
     out["wall_s"] = time.time() - t0
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'size_px':>7} {'restore':>8} {'accuracy':>8} {'ece':>6} {'n':>6}")
-    for row in rows:
-        print(f"{row['size_px']:>7} {row['restore']:>8} {row['accuracy']:>8.4f} "
-              f"{row['ece']:>6.3f} {row['n']:>6}")
+    write_json(args.json, out)
+    print_table(rows, [("size_px", "size_px", 7, ""), ("restore", "restore", 8, ""),
+                       ("accuracy", "accuracy", 8, ".4f"), ("ece", "ece", 6, ".3f"),
+                       ("n", "n", 6, "")])
     return 0
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engines.eval.report import command_line, print_table, write_json
 from engines.train.sr_data import IMAGE_EXTS, center_square, resize_bicubic_aa
 
 log = logging.getLogger("engines.eval.sr")
@@ -348,15 +349,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"features on {args.fd_tile}px tiles (lower is better); not FID",
         "emotion_model_weights_sha256": features.weights_sha256,
         "rows": rows, "wall_s": time.time() - t0,
-        "command": "python -m engines.eval.sr " + " ".join(
-            argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m engines.eval.sr", argv),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'method':>8} {'scale':>5} {'hr':>5} {'psnr':>7} {'ssim':>7} {'fd_emo':>8} {'n':>4}")
-    for r in rows:
-        print(f"{r['method']:>8} {r['scale']:>5} {r['hr_size']:>5} {r['psnr']:>7.2f} "
-              f"{r['ssim']:>7.4f} {r['fd_emotion_resnet']:>8.3f} {r['n']:>4}")
+    write_json(args.json, out)
+    print_table(rows, [("method", "method", 8, ""), ("scale", "scale", 5, ""),
+                       ("hr", "hr_size", 5, ""), ("psnr", "psnr", 7, ".2f"),
+                       ("ssim", "ssim", 7, ".4f"), ("fd_emo", "fd_emotion_resnet", 8, ".3f"),
+                       ("n", "n", 4, "")])
     return 0
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engines.eval.report import command_line, print_table, write_json
 from engines.train.degradations import downscale
 from engines.train.ferplus import default_shared_dir, load_dataset_cached
 
@@ -196,14 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         "val": str(root / "FER2013Valid"), "label": "majority vote", "rows": rows,
         "sr_minus_bilinear": comparisons,
         "timings": timings, "wall_s": time.time() - t0,
-        "command": "python -m engines.eval.sr_emotion " + " ".join(
-            argv if argv is not None else sys.argv[1:]),
+        "command": command_line("python -m engines.eval.sr_emotion", argv),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'classifier':>10} {'restore':>8} {'size':>4} {'accuracy':>8}")
-    for r in rows:
-        print(f"{r['classifier']:>10} {r['restore']:>8} {r['size_px']:>4} {r['accuracy']:>8.4f}")
+    write_json(args.json, out)
+    print_table(rows, [("classifier", "classifier", 10, ""), ("restore", "restore", 8, ""),
+                       ("size", "size_px", 4, ""), ("accuracy", "accuracy", 8, ".4f")])
     for c in comparisons:
         print(f"{c['classifier']:>10} SR - bilinear at {c['size_px']} px: "
               f"{c['difference_points']:+.2f} +- {c['se_points']:.2f} points (paired SE)")
