@@ -29,7 +29,11 @@ class ModelManifest:
     """What the runtime needs to know about one exported model.
 
     ``temperature`` divides the logits before the softmax (calibrated on FER2013Valid for the
-    emotion model). ``architecture`` and ``weights_file`` (a state-dict ``.pt`` loaded with
+    emotion model). ``logit_bias`` (one value per output, or empty) is added to the logits
+    first: a post-hoc logit adjustment that trades precision for recall of chosen classes.
+    ``non_face_class`` names an output that is not an emotion but "this crop is not a face";
+    crops whose probability of it reaches ``non_face_threshold`` are rejected.
+    ``architecture`` and ``weights_file`` (a state-dict ``.pt`` loaded with
     ``weights_only=True``) are optional and only used by the torch backend.
     """
 
@@ -44,6 +48,9 @@ class ModelManifest:
     class_names: tuple[str, ...] = ()
     scale_factor: int | None = None
     temperature: float = 1.0
+    logit_bias: tuple[float, ...] = ()
+    non_face_class: str | None = None
+    non_face_threshold: float = 1.0
     checkpoint_sha256: str = ""
     onnx_sha256: str = ""
     input_name: str = "input"
@@ -75,6 +82,7 @@ class ModelManifest:
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
         data["class_names"] = list(self.class_names)
+        data["logit_bias"] = list(self.logit_bias)
         return data
 
 
@@ -140,6 +148,20 @@ def _validate(raw: Any, path: Path) -> ModelManifest:
     temp = raw.get("temperature", 1.0)
     if not isinstance(temp, int | float) or not math.isfinite(temp) or temp <= 0:
         raise _fail(path, f"temperature: expected a positive finite number, got {temp!r}")
+    bias = raw.get("logit_bias", [])
+    if (not isinstance(bias, list) or len(bias) not in (0, len(names))
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in bias)):
+        raise _fail(path, f"logit_bias: expected [] or {len(names)} finite numbers (one per "
+                          f"class), got {bias!r}")
+    nf = raw.get("non_face_class")
+    if nf is not None and nf not in names:
+        raise _fail(path, f"non_face_class: expected one of class_names {names}, got {nf!r}")
+    if nf is not None and len(names) < 3:
+        raise _fail(path, f"class_names: expected at least 2 emotions besides {nf!r}, "
+                          f"got {names!r}")
+    nf_t = raw.get("non_face_threshold", 1.0)
+    if not isinstance(nf_t, int | float) or not 0.0 < nf_t <= 1.0:
+        raise _fail(path, f"non_face_threshold: expected a probability in (0, 1], got {nf_t!r}")
     for key in ("architecture", "training", "metrics"):
         if not isinstance(raw.get(key, {}), dict):
             raise _fail(path, f"{key}: expected an object, got {type(raw[key]).__name__}")
@@ -148,6 +170,8 @@ def _validate(raw: Any, path: Path) -> ModelManifest:
         input_size_hw=(int(hw[0]), int(hw[1])), channels=int(channels), color=raw["color"],
         mean=tuple(float(v) for v in raw["mean"]), std=tuple(float(v) for v in raw["std"]),
         class_names=tuple(names), scale_factor=sf, temperature=float(temp),
+        logit_bias=tuple(float(v) for v in bias), non_face_class=nf,
+        non_face_threshold=float(nf_t),
         checkpoint_sha256=str(raw.get("checkpoint_sha256", "")),
         onnx_sha256=str(raw.get("onnx_sha256", "")),
         input_name=str(raw.get("input_name", "input")),

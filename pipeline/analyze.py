@@ -78,6 +78,7 @@ class CameraAnalyzer:
         self._last_detection_boxes: list[tuple[float, float, float, float]] = []
         self._first_seen: dict[int, float] = {}
         self._last_seen: dict[int, float] = {}
+        self._segment = 0
 
     def _due_for_detection(self, ts_ms: float) -> bool:
         """Detect on a fixed cadence of stream time (1 / analysis_fps), so a 25 fps stream
@@ -93,6 +94,14 @@ class CameraAnalyzer:
     def process(self, frame: Frame) -> FrameAnalysis:
         cam = self.camera.id
         self._metrics.count(cam, "frames_analysed")
+        # A timestamp discontinuity (another recording, a reboot): tracks from before it end
+        # here, with their pending crops, before this frame can extend them.
+        pre_crops: list[CropRequest] = []
+        pre_ended: list[int] = []
+        if frame.segment != self._segment:
+            self._segment = frame.segment
+            self._metrics.count(cam, "timestamp_discontinuities")
+            pre_crops, pre_ended = self.finish(frame.wall_ts_s)
         detected = self._due_for_detection(frame.ts_ms)
         if detected:
             with self._metrics.time_stage("detect"):
@@ -128,7 +137,8 @@ class CameraAnalyzer:
         for track_id in ended:
             self._first_seen.pop(track_id, None)
             self._last_seen.pop(track_id, None)
-        return FrameAnalysis(frame.index, frame.ts_ms, detected, faces, crops, ended)
+        return FrameAnalysis(frame.index, frame.ts_ms, detected, faces, pre_crops + crops,
+                             pre_ended + ended)
 
     def _detect(self, frame: Frame) -> list[Detection]:
         """Run the detector on the whole frame (or the camera's ROI), or only where the motion
@@ -160,7 +170,8 @@ class CameraAnalyzer:
         return detections
 
     def finish(self, wall_ts_s: float) -> tuple[list[CropRequest], list[int]]:
-        """End of stream: end every track; return the crops still pending and the ended ids."""
+        """End every track (end of stream, or a discontinuity); return the crops still
+        pending and the ended ids."""
         self._tracker.flush()
         crops = []
         ended = []
@@ -169,6 +180,11 @@ class CameraAnalyzer:
             selection = self._selector.end_track(summary.track_id)
             if selection is not None:
                 crops.append(self._align_selection(selection, wall_ts_s))
+        for track_id in ended:
+            self._first_seen.pop(track_id, None)
+            self._last_seen.pop(track_id, None)
+        self._recent_track_boxes.clear()
+        self._last_detection_boxes = []
         return crops, ended
 
     def _align(self, selection: Selection, frame: Frame) -> CropRequest:

@@ -23,10 +23,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClassifiedFace:
-    """A face event and the restored crop the classifier saw (for annotation only)."""
+    """A face event and the restored crop the classifier saw (for annotation only).
+
+    ``is_face`` is False when the classifier's non-face output rejected the crop (a detector
+    false positive: hand, sign, poster); such faces are counted, never published.
+    """
 
     event: FaceEvent
     restored_bgr: np.ndarray = field(repr=False)
+    is_face: bool = True
+    non_face_probability: float = 0.0
 
 
 class EmotionStage:
@@ -59,10 +65,14 @@ class EmotionStage:
             raise ModelError("EmotionStage.start() was not called")
         enhanced = self._enhancer.process([r.crop_lr_bgr for r in requests],
                                           [r.face_size_px for r in requests])
-        probabilities = self._model.predict_proba([e.image_bgr for e in enhanced])
+        prediction = self._model.predict([e.image_bgr for e in enhanced])
+        threshold = (self._cfg.non_face_threshold if self._cfg.non_face_threshold is not None
+                     else prediction.non_face_threshold)
         names = self.class_names
         results = []
-        for request, face, probs in zip(requests, enhanced, probabilities, strict=True):
+        for request, face, probs, p_non_face in zip(
+                requests, enhanced, prediction.probabilities, prediction.non_face_probability,
+                strict=True):
             emotion = EmotionResult(names, tuple(round(float(p), 6) for p in probs),
                                     sr_applied=face.sr_applied)
             event = FaceEvent(
@@ -71,7 +81,9 @@ class EmotionStage:
                 wall_ts_s=request.wall_ts_s, bbox_xyxy=request.bbox_xyxy,
                 face_size_px=request.face_size_px, quality=request.quality, emotion=emotion,
                 first_seen_ts_ms=request.first_seen_ts_ms, last_seen_ts_ms=request.last_seen_ts_ms)
-            results.append(ClassifiedFace(event, face.image_bgr))
+            results.append(ClassifiedFace(event, face.image_bgr,
+                                          is_face=bool(p_non_face < threshold),
+                                          non_face_probability=float(p_non_face)))
         return results
 
     def stop(self) -> None:

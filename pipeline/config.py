@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.url_check import check_camera_url
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PointXY = tuple[float, float]
@@ -47,6 +48,13 @@ class SourceConfig(StrictModel):
     live_queue_size: Annotated[int, Field(ge=1, le=64)] = 2
     replay_queue_size: Annotated[int, Field(ge=1, le=256)] = 8
     reconnect: ReconnectConfig = ReconnectConfig()
+    max_timestamp_gap_s: PositiveFloat = Field(
+        default=10.0, description="a forward pts jump larger than this (or any step back of "
+        "more than two frames) is a discontinuity: stream time continues one frame later, "
+        "tracks end, a warning is logged")
+    apply_display_rotation: bool = Field(
+        default=True, description="turn frames upright by the container's display matrix "
+        "(90/180/270), as players do")
 
 
 class CameraConfig(StrictModel):
@@ -61,9 +69,8 @@ class CameraConfig(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _url_has_no_inline_password(cls, url: str) -> str:
-        if not url.strip():
-            raise ValueError("camera url is empty")
+    def _url_is_usable(cls, url: str) -> str:
+        check_camera_url(url)  # scheme, host and port: a typo fails here, not at start-up
         if "://" in url:
             netloc = url.split("://", 1)[1].split("/", 1)[0]
             if "@" in netloc and ":" in netloc.split("@", 1)[0]:
@@ -103,7 +110,10 @@ class DetectorConfig(StrictModel):
     model_path: Path | None = Field(default=None, description="required for yunet and scrfd")
     score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     nms_iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.4
-    min_face_px: Annotated[float, Field(ge=4)] = 12.0
+    min_face_px: Annotated[float, Field(ge=4)] = Field(
+        default=12.0, description="smallest face to report, px: the longer side of the face "
+        "box (about the face height; a face 12 px wide has a box of 12-15 px). Also sets the "
+        "detection resolution (MTCNN's first pyramid level, YuNet/SCRFD input scale)")
     max_input_side_px: Annotated[int, Field(ge=64)] = 1920
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     motion_gate: MotionGateConfig = MotionGateConfig()
@@ -159,7 +169,7 @@ class EnhanceConfig(StrictModel):
     method: Literal["bicubic", "sr"] = "bicubic"
     sr_model: Path | None = None
     backend: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
-    sr_size_band_px: tuple[float, float] = (12.0, 40.0)
+    sr_size_band_px: tuple[float, float] = (12.0, 48.0)
 
     @model_validator(mode="after")
     def _sr_needs_model(self) -> EnhanceConfig:
@@ -179,6 +189,9 @@ class ClassifyConfig(StrictModel):
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 32
     max_wait_ms: Annotated[float, Field(ge=0)] = 20.0
     threads: Annotated[int, Field(ge=1, le=64)] = 1
+    non_face_threshold: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
+        default=None, description="reject crops whose not-a-face probability reaches this "
+        "(null: the model manifest's threshold; 1.0: never reject)")
 
 
 class TlsConfig(StrictModel):
@@ -211,7 +224,7 @@ class RedisConfig(StrictModel):
     events_maxlen: Annotated[int, Field(ge=100)] = 100_000
     alerts_maxlen: Annotated[int, Field(ge=100)] = 10_000
     events_max_age_s: PositiveFloat | None = Field(
-        default=86_400.0, description="XTRIM MINID ~ age for event streams; null: count only")
+        default=86_400.0, description="XADD MINID ~ age for event streams; null: count only")
     alerts_max_age_s: PositiveFloat | None = 604_800.0
     trim_interval_s: PositiveFloat = 10.0
     connect_timeout_s: PositiveFloat = 5.0
@@ -219,6 +232,9 @@ class RedisConfig(StrictModel):
     publish_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256
     publish_max_wait_ms: Annotated[float, Field(ge=0)] = 50.0
     reconnect: ReconnectConfig = ReconnectConfig(initial_delay_s=0.5, max_delay_s=10.0)
+    refuse_evicting_policy: bool = Field(
+        default=False, description="refuse to start when maxmemory-policy is allkeys-* "
+        "(Redis may evict the streams); false: warn")
 
     @field_validator("url")
     @classmethod
@@ -239,6 +255,9 @@ class SpoolConfig(StrictModel):
     max_messages: Annotated[int, Field(ge=10)] = 200_000
     max_mb: PositiveFloat = 512.0
     flush_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    drain_timeout_s: Annotated[float, Field(ge=0)] = Field(
+        default=10.0, description="at stop, keep retrying a transiently unavailable Redis "
+        "this long before leaving entries in the spool for the next run")
 
 
 class SmoothingConfig(StrictModel):

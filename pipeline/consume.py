@@ -5,7 +5,13 @@ in a consumer group, prints each message as a readable line or as JSON (one per 
 acknowledges it after printing, reclaims entries that a crashed consumer left pending for
 ``--claim-idle-ms``, and moves unparseable entries to the dead-letter stream.
 Stops on SIGTERM / SIGINT (after the entry in hand), ``--max-messages`` or ``--idle-exit-s``.
-Exit status: 0 done, 1 Redis error, 2 bad config or arguments.
+While Redis is unreachable it reconnects with backoff (``redis.reconnect``); a vanished
+consumer group is re-created from 0 and what may be missing is logged.
+
+Exit status (docs/exit_codes.md): 0 done; 1 Redis refused the consumer mid-run or stayed
+unreachable past ``--idle-exit-s``; 2 bad config or arguments, or Redis refused the consumer
+at start-up (credentials, ACL, TLS); 3 done, but entries were lost (pending entries trimmed
+before they were acknowledged, or a consumer group had to be re-created).
 """
 
 from __future__ import annotations
@@ -19,10 +25,8 @@ import sys
 import threading
 from datetime import datetime, timezone
 
-import redis
-
 from pipeline.config import AppConfig, load_config
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RedisRefusedError
 from pipeline.events import AlertV1, Message
 from pipeline.secrets import mask_secrets, setup_logging
 from pipeline.sinks.client import create_redis_client
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     consumer = StreamConsumer(
         client, streams_for(cfg, args.streams), args.group, args.consumer,
         dead_letter_stream(cfg.redis.stream_prefix, cfg.station.id), batch=args.batch,
-        block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms, start_id=args.start_id)
+        block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms, start_id=args.start_id,
+        reconnect=cfg.redis.reconnect)
 
     def show(_stream: str, _entry_id: str, message: Message) -> None:
         line = (message.model_dump_json(by_alias=True) if args.format == "json"
@@ -109,16 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         consumer.run(show, max_messages=args.max_messages, idle_exit_s=args.idle_exit_s,
                      stop=stop)
-    except (redis.RedisError, PipelineError) as err:
+    except RedisRefusedError as err:
+        log.error("consumer %s stopped: %s", args.consumer, mask_secrets(str(err)))
+        return 1 if consumer.ready else 2
+    except PipelineError as err:
         log.error("consumer %s stopped: %s", args.consumer, mask_secrets(str(err)))
         return 1
     finally:
         client.close()
     stats = consumer.stats()
     log.info("consumer %s done: %d handled, %d duplicates dropped, %d dead-lettered, "
-             "%d reclaimed", args.consumer, stats.handled, stats.duplicates,
-             stats.dead_lettered, stats.reclaimed)
-    return 0
+             "%d reclaimed, %d lost (trimmed before acknowledged), %d groups re-created, "
+             "%d reconnects", args.consumer, stats.handled, stats.duplicates,
+             stats.dead_lettered, stats.reclaimed, stats.lost, stats.groups_recreated,
+             stats.reconnects)
+    return 3 if stats.loss_seen else 0
 
 
 if __name__ == "__main__":

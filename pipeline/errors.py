@@ -19,3 +19,13 @@ class ModelError(PipelineError):
 
 class SinkError(PipelineError):
     """Publishing events (Redis) failed."""
+
+
+class RedisRefusedError(SinkError):
+    """Redis refused us for a reason that retrying cannot fix: credentials (WRONGPASS,
+    NOAUTH), ACL (NOPERM on the product's keys), TLS (certificate, wrong scheme), or a
+    server set up to evict the product's streams when the config says to refuse that."""
+
+
+class RedisUnavailableError(SinkError):
+    """Redis stayed unreachable (or busy, loading, read-only) longer than the caller waits."""

@@ -5,6 +5,13 @@ when ``redis.embedded`` is set, owns the :class:`~pipeline.sinks.publisher.Event
 (which spools to disk while Redis is away) and the station's
 :class:`~pipeline.rules.engine.AlertEngine`. Calls are serialised by a lock, so the live
 runner's camera threads and emotion worker may share one instance.
+
+Counts are Redis's: ``events_published`` is what Redis acknowledged, ``events_not_delivered``
+what it has not (still in the spool, dropped from a full spool, or rejected), ``entries_lost``
+what it acknowledged and then lost (evicted streams, a restart without data). Each loss is
+counted in the run metrics as it is found (``redis_entries_lost``, ``redis_streams_lost``, per
+camera, ``station`` for the alerts stream); the not-delivered totals are added when the
+publisher stops (``events_not_delivered``, ``alerts_not_delivered``, camera ``all``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from pipeline.metrics import RunMetrics
 from pipeline.records import FaceEvent
 from pipeline.rules.engine import AlertEngine
 from pipeline.sinks.embedded import EmbeddedRedis
-from pipeline.sinks.publisher import EventPublisher
+from pipeline.sinks.loss import StreamLoss
+from pipeline.sinks.publisher import EventPublisher, PublisherStats
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +44,7 @@ class EventOutput:
         self._alerts = AlertEngine(config.alerts, config.smoothing, config.station.id,
                                    class_names=class_names,
                                    camera_ids=[c.id for c in config.cameras] or None)
-        self.events_published = 0
-        self.alerts_published = 0
+        self._final: PublisherStats | None = None
         self.top_emotions: Counter[str] = Counter()
 
     def __enter__(self) -> EventOutput:
@@ -48,8 +55,9 @@ class EventOutput:
             url = self._embedded.url
             log.info("embedded redis-server at %s (data in %s)", url, self._config.redis.data_dir)
         try:
-            self._publisher = EventPublisher(self._config.redis, self._config.spool,
-                                             self._config.station.id, url=url)
+            self._publisher = EventPublisher(
+                self._config.redis, self._config.spool, self._config.station.id, url=url,
+                camera_ids=[c.id for c in self._config.cameras], on_loss=self._count_loss)
             self._publisher.start()
         except BaseException:
             self._stop_embedded()
@@ -61,8 +69,10 @@ class EventOutput:
             if self._publisher is not None:
                 with self._lock:
                     self._publisher.stop()
-                stats = self._publisher.stats()
+                stats = self._final = self._publisher.stats()
                 log.info("publisher: %s", stats)
+                self._metrics.count("all", "events_not_delivered", stats.events_not_delivered)
+                self._metrics.count("all", "alerts_not_delivered", stats.alerts_not_delivered)
         finally:
             self._stop_embedded()
 
@@ -70,6 +80,45 @@ class EventOutput:
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
+
+    def _count_loss(self, loss: StreamLoss) -> None:
+        camera = (loss.stream.rsplit(":events:", 1)[1] if ":events:" in loss.stream
+                  else "station")
+        self._metrics.count(camera, "redis_entries_lost", loss.entries)
+        self._metrics.count(camera, "redis_streams_lost", int(loss.vanished))
+
+    def _stats(self) -> PublisherStats | None:
+        if self._final is not None:
+            return self._final
+        return self._publisher.stats() if self._publisher is not None else None
+
+    @property
+    def events_published(self) -> int:
+        """Events Redis acknowledged."""
+        stats = self._stats()
+        return stats.published_events if stats else 0
+
+    @property
+    def alerts_published(self) -> int:
+        stats = self._stats()
+        return stats.published_alerts if stats else 0
+
+    @property
+    def events_not_delivered(self) -> int:
+        """Events of this run Redis has not acknowledged (final once the output is closed)."""
+        stats = self._stats()
+        return stats.events_not_delivered if stats else 0
+
+    @property
+    def alerts_not_delivered(self) -> int:
+        stats = self._stats()
+        return stats.alerts_not_delivered if stats else 0
+
+    @property
+    def entries_lost(self) -> int:
+        """Entries Redis acknowledged and then lost (evicted, restart without data)."""
+        stats = self._stats()
+        return stats.entries_lost if stats else 0
 
     @property
     def redis_url(self) -> str | None:
@@ -82,12 +131,10 @@ class EventOutput:
             for event in events:
                 smoothed, alerts = self._alerts.observe(event)
                 self._publisher.publish_event(event, smoothed)
-                self.events_published += 1
                 self.top_emotions[event.emotion.top_class] += 1
                 for alert in alerts:
                     log.warning("ALERT %s", alert.summary)
                     self._publisher.publish_alert(alert)
-                    self.alerts_published += 1
                     self._metrics.count(camera_id, "alerts")
             for track_id in ended_track_ids:
                 self._alerts.end_track(camera_id, track_id)

@@ -22,6 +22,19 @@ def _check_image(name: str, image: np.ndarray) -> None:
         raise ValueError(f"{name}: expected shape (H, W, 3) BGR, got {image.shape}")
 
 
+def face_size_of_box(bbox_xyxy: tuple[float, float, float, float] | np.ndarray) -> float:
+    """Face size in px: the longer side of a detector's face box.
+
+    Face boxes are taller than wide (MTCNN, YuNet and SCRFD all box forehead to chin), so the
+    longer side is the face height, and a face an operator calls "12 px" (12 px wide, or
+    about 5 px between the eyes) has a box at least 12 px long. Gating on the shorter side
+    dropped 2 of 3 such faces (benchmarks/small_face_recall.py). One definition for the
+    detector gate (``detector.min_face_px``), track selection, SR size bands and events.
+    """
+    x1, y1, x2, y2 = (float(v) for v in bbox_xyxy[:4])
+    return max(x2 - x1, y2 - y1)
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded video frame, BGR uint8, with its position in the stream."""
@@ -31,6 +44,10 @@ class Frame:
     ts_ms: float
     image_bgr: np.ndarray = field(repr=False)
     wall_ts_s: float = 0.0
+    # Recording segment: incremented at each timestamp discontinuity (see StreamClock).
+    # Tracks from an earlier segment end when a frame of a later one arrives, even if the
+    # frames in between were dropped by a live queue.
+    segment: int = 0
 
     def __post_init__(self) -> None:
         _check_image("Frame.image_bgr", self.image_bgr)
@@ -65,8 +82,8 @@ class Detection:
 
     @property
     def size_px(self) -> float:
-        """Face size as the shorter box side, the number `min_face_px` gates on."""
-        return min(self.width_px, self.height_px)
+        """Face size (see :func:`face_size_of_box`), the number ``min_face_px`` gates on."""
+        return face_size_of_box(self.bbox_xyxy)
 
 
 @dataclass(frozen=True)

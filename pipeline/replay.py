@@ -5,6 +5,12 @@
 
 PATH is a video file or a folder of videos. Every frame is decoded and processed in order;
 results are the same run after run. A file that cannot be decoded is reported and skipped.
+
+Exit status (docs/exit_codes.md): 0 every event and alert acknowledged by Redis; 1 no input
+file could be analysed; 2 bad config or arguments, or a start-up check failed (Redis refused
+the credentials, ACL, TLS or URL scheme); 3 the run finished but events or alerts were not
+delivered (the summary says how many) or Redis lost entries it had acknowledged; 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -29,12 +35,19 @@ def format_summary(summary: ReplaySummary) -> str:
         ("frames", str(summary.frames)),
         ("faces detected", str(summary.faces_detected)),
         ("tracks", str(summary.tracks)),
+        ("crops rejected as not a face", str(summary.non_face_rejected)),
         ("events published", str(summary.events_published)),
         ("alerts published", str(summary.alerts_published)),
+        ("events not delivered", str(summary.events_not_delivered)),
+        ("alerts not delivered", str(summary.alerts_not_delivered)),
+        ("entries lost by redis", str(summary.redis_entries_lost)),
         ("dropped frames", str(summary.dropped_frames)),
+        ("damaged packets skipped", str(summary.damaged_packets)),
+        ("timestamp discontinuities", str(summary.timestamp_discontinuities)),
         ("wall time (s)", f"{summary.wall_s:.2f}"),
         ("throughput (fps)", f"{summary.fps:.1f}"),
     ]
+    rows += [("damaged file", text) for text in summary.damaged_files]
     rows += [(f"top emotion: {name}", str(count))
              for name, count in sorted(summary.emotion_counts.items(), key=lambda kv: -kv[1])]
     rows += [(f"stage {t.stage} (ms/call)", f"{t.mean_ms:.2f} x {t.calls}")
@@ -73,7 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    return 1 if summary.files_ok == 0 else 0
+    return exit_code(summary)
+
+
+def exit_code(summary: ReplaySummary) -> int:
+    """1 when no file could be analysed, 3 when output was not delivered or was lost."""
+    if summary.files_ok == 0:
+        return 1
+    undelivered = summary.events_not_delivered + summary.alerts_not_delivered
+    if undelivered or summary.redis_entries_lost:
+        log.error("%d events and %d alerts not delivered, %d entries lost by redis: exit 3",
+                  summary.events_not_delivered, summary.alerts_not_delivered,
+                  summary.redis_entries_lost)
+        return 3
+    return 0
 
 
 if __name__ == "__main__":

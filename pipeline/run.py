@@ -2,6 +2,11 @@
 
 Runs until SIGINT or SIGTERM (or ``--duration-s``). Each camera is decoded, analysed and
 supervised on its own; events and alerts go to Redis Streams.
+
+Exit status (docs/exit_codes.md): 0 stopped with every event and alert acknowledged by Redis;
+2 bad config or arguments, or a start-up check failed (Redis refused the credentials, ACL,
+TLS or URL scheme; no enabled camera); 3 stopped, but events or alerts were not delivered
+(left in the spool, dropped or rejected) or Redis lost entries it had acknowledged.
 """
 
 from __future__ import annotations
@@ -47,6 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as err:
         log.error("%s", err)
         return 2
+    return delivery_exit_code(runner)
+
+
+def delivery_exit_code(runner: LiveRunner) -> int:
+    """3 when the run left output undelivered or Redis lost some of it, else 0."""
+    totals = {kind: runner.metrics.total(kind) for kind in
+              ("events_not_delivered", "alerts_not_delivered", "redis_entries_lost")}
+    if any(totals.values()):
+        log.error("stopped with %d events and %d alerts not delivered, %d entries lost by "
+                  "redis: exit 3", *totals.values())
+        return 3
     return 0
 
 

@@ -33,6 +33,7 @@ from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
 from pipeline.records import Frame
 from pipeline.sources import (
     CameraHealthCollector,
+    DecodeReport,
     SupervisedCamera,
     camera_id_for,
     list_videos,
@@ -55,13 +56,20 @@ class ReplaySummary:
     frames: int = 0
     faces_detected: int = 0
     tracks: int = 0
-    events_published: int = 0
+    events_published: int = 0  # acknowledged by Redis
     alerts_published: int = 0
+    events_not_delivered: int = 0  # not acknowledged: left in the spool, dropped or rejected
+    alerts_not_delivered: int = 0
+    redis_entries_lost: int = 0  # acknowledged, then lost by Redis (eviction, restart)
+    non_face_rejected: int = 0
     dropped_frames: int = 0
     wall_s: float = 0.0
     files_ok: int = 0
     files_failed: int = 0
     failed_files: list[str] = field(default_factory=list)
+    damaged_packets: int = 0
+    timestamp_discontinuities: int = 0
+    damaged_files: list[str] = field(default_factory=list)  # "path: what was wrong"
     emotion_counts: dict[str, int] = field(default_factory=dict)
     stage_timings: list[StageTiming] = field(default_factory=list)
 
@@ -69,14 +77,29 @@ class ReplaySummary:
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
+    def add_decode_report(self, path: str, report: DecodeReport) -> None:
+        self.damaged_packets += report.damaged_packets
+        self.timestamp_discontinuities += report.timestamp_discontinuities
+        if report.damaged:
+            what = [f"{report.damaged_packets} damaged packets skipped"]
+            if report.ended_early:
+                what.append(report.ended_early)
+            self.damaged_files.append(f"{path}: {'; '.join(what)}")
+
     def to_json(self) -> dict:
         return {
             "frames": self.frames, "faces_detected": self.faces_detected,
             "tracks": self.tracks, "events_published": self.events_published,
-            "alerts_published": self.alerts_published, "dropped_frames": self.dropped_frames,
+            "alerts_published": self.alerts_published,
+            "events_not_delivered": self.events_not_delivered,
+            "alerts_not_delivered": self.alerts_not_delivered,
+            "redis_entries_lost": self.redis_entries_lost,
+            "non_face_rejected": self.non_face_rejected, "dropped_frames": self.dropped_frames,
             "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
             "files_ok": self.files_ok, "files_failed": self.files_failed,
-            "failed_files": self.failed_files, "emotion_counts": self.emotion_counts,
+            "failed_files": self.failed_files, "damaged_packets": self.damaged_packets,
+            "timestamp_discontinuities": self.timestamp_discontinuities,
+            "damaged_files": self.damaged_files, "emotion_counts": self.emotion_counts,
             "stage_ms": {t.stage: round(t.mean_ms, 3) for t in self.stage_timings},
         }
 
@@ -124,6 +147,18 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
     decoder.start()
     analyzer = CameraAnalyzer(camera, config, detector, metrics)
     last: Frame | None = None
+    flushed = False
+
+    def flush_tracks() -> None:
+        """End every track and publish its pending crop: whatever stopped the file, what
+        was already analysed is not lost."""
+        nonlocal flushed
+        if flushed or last is None:
+            return
+        flushed = True
+        crops, ended = analyzer.finish(last.wall_ts_s)
+        output.handle([c.event for c in _classify(emotion, crops, metrics)], ended, camera.id)
+
     try:
         while True:
             try:
@@ -140,11 +175,16 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
                 annotator.add(frame, analysis, [c.event for c in classified],
                               {c.event.track_id: c.restored_bgr for c in classified
                                if c.event.emotion.sr_applied})
+        flush_tracks()
         if errors:
             raise errors[0]
-        if last is not None:
-            crops, ended = analyzer.finish(last.wall_ts_s)
-            output.handle([c.event for c in _classify(emotion, crops, metrics)], ended, camera.id)
+    except BaseException:
+        try:
+            flush_tracks()
+        except Exception:
+            log.exception("camera %s: could not publish the tracks pending when the file "
+                          "stopped", camera.id)
+        raise
     finally:
         queue.close()
         decoder.join(timeout=5)
@@ -157,6 +197,12 @@ def _classify(emotion: EmotionStage, crops: list[CropRequest],
         return []
     with metrics.time_stage("enhance+classify"):
         classified = emotion.process(crops)
+    rejected = [c for c in classified if not c.is_face]
+    for face in rejected:
+        metrics.count(face.event.camera_id, "non_face_rejected")
+    if rejected:
+        log.debug("dropped %d non-face crops (p >= threshold)", len(rejected))
+    classified = [c for c in classified if c.is_face]
     for face in classified:
         metrics.count(face.event.camera_id, "events")
         if face.event.emotion.sr_applied:
@@ -184,24 +230,32 @@ def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
             camera = replay_camera(config, path, options.analysis_fps)
             log.info("replaying %s as camera %s (analysis %s fps)", path, camera.id,
                      camera.analysis_fps or "every frame")
+            report = DecodeReport()
             frames = replay_file(path, camera_id=camera.id, realtime=options.realtime,
-                                 source=config.source)
+                                 source=config.source, report=report)
             try:
                 _replay_file(config, camera, frames, emotion, output, metrics, summary,
                              annotator)
             except SourceError as err:
-                log.error("file %s failed mid-way: %s", path, err)
+                log.error("file %s failed: %s", path, err)
                 summary.files_failed += 1
                 summary.failed_files.append(str(path))
                 continue
+            finally:
+                summary.add_decode_report(str(path), report)
             summary.files_ok += 1
         output.flush()
-        summary.events_published = output.events_published
-        summary.alerts_published = output.alerts_published
         emotions.update(output.top_emotions)
+    # read after the output closed: the publisher has drained its spool, counts are final
+    summary.events_published = output.events_published
+    summary.alerts_published = output.alerts_published
+    summary.events_not_delivered = output.events_not_delivered
+    summary.alerts_not_delivered = output.alerts_not_delivered
+    summary.redis_entries_lost = output.entries_lost
     summary.wall_s = time.perf_counter() - start
     summary.faces_detected = metrics.total("faces_detected")
     summary.tracks = metrics.total("tracks")
+    summary.non_face_rejected = metrics.total("non_face_rejected")
     summary.emotion_counts = dict(emotions)
     summary.stage_timings = metrics.stage_timings()
     if summary.files_ok == 0 and summary.files_failed == 0:
@@ -236,6 +290,7 @@ class LiveRunner:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._cameras: dict[str, SupervisedCamera] = {}
+        self.failed_cameras: dict[str, str] = {}  # camera id -> why it could not start
         self._crops: LatestQueue[CropRequest] | None = None
         self._output: EventOutput | None = None
 
@@ -267,10 +322,18 @@ class LiveRunner:
             stack.callback(self._join_all)
             for camera in cameras:
                 frames: LatestQueue[Frame] = LatestQueue(config.source.live_queue_size)
-                supervised = SupervisedCamera(camera, config.source, frames, self._stop)
+                try:
+                    supervised = SupervisedCamera(camera, config.source, frames, self._stop)
+                except PipelineError as err:  # one bad camera never stops the others
+                    log.error("camera %s: not started: %s", camera.id, err)
+                    self.metrics.count(camera.id, "camera_start_failed")
+                    self.failed_cameras[camera.id] = str(err)
+                    continue
                 self._cameras[camera.id] = supervised
                 self._spawn(f"decode-{camera.id}", supervised.run)
                 self._spawn(f"analyse-{camera.id}", self._analyse_camera, camera, frames)
+            if not self._cameras:
+                raise PipelineError(f"no camera could be started: {self.failed_cameras}")
             self._spawn("emotion", self._emotion_worker, emotion, output)
             deadline = None if duration_s is None else time.monotonic() + duration_s
             next_status = time.monotonic() + status_interval_s

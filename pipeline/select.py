@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config import SelectConfig
 from pipeline.errors import PipelineError
-from pipeline.records import TrackedFace
+from pipeline.records import TrackedFace, face_size_of_box
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class CropSelector:
         return Selection(camera_id=face.camera_id, track_id=face.track_id,
                          frame_index=face.frame_index, ts_ms=face.ts_ms,
                          bbox_xyxy=face.bbox_xyxy, landmarks_xy=face.landmarks_xy,
-                         quality=quality, face_size_px=float(min(width, height)),
+                         quality=quality, face_size_px=face_size_of_box(face.bbox_xyxy),
                          patch_bgr=patch, patch_origin_xy=(px1, py1))
 
 

@@ -101,3 +101,20 @@ def test_check_config_reports_missing_model_file(tmp_path: Path) -> None:
 def test_reversed_sr_band_refused() -> None:
     with pytest.raises(ConfigError, match="sr_size_band_px"):
         parse_config("enhance:\n  sr_size_band_px: [40, 12]\n")
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("rtps://10.0.0.5/stream1", "unsupported scheme 'rtps'"),
+    ("rtsp:///stream1", "no host"),
+    ("rtsp://10.0.0.5:99999/s", "bad port"),
+    ("rtsp://10.0.0.5:0/s", "port 0"),
+    ("rtsp://10.0.0.5:abc/s", "bad port"),
+])
+def test_camera_url_typos_are_named_with_field_and_line(tmp_path: Path, url: str,
+                                                        reason: str) -> None:
+    path = tmp_path / "station.yaml"
+    path.write_text("station: {id: s1}\ncameras:\n  - id: ok\n    url: rtsp://127.0.0.1/a\n"
+                    f"  - id: typo\n    url: {url}\n")
+    result = _run_check(path, "--no-files")
+    assert result.returncode == 2
+    assert f"{path}:6: cameras.1.url" in result.stderr and reason in result.stderr

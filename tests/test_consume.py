@@ -15,6 +15,7 @@ import redis
 from pipeline.events import alert_message, to_fields
 from pipeline.rules.alert import Alert, AlertTrack
 from pipeline.sinks.streams import alerts_stream, dead_letter_stream
+from tests.helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 STREAM = alerts_stream("cctv", "st1")
@@ -62,14 +63,6 @@ def pending(client: redis.Redis) -> int:
 def last_delivered(client: redis.Redis) -> bytes | None:
     groups = client.xinfo_groups(STREAM)
     return groups[0]["last-delivered-id"] if groups else None
-
-
-def wait_for(condition, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_two_consumers_share_the_work(redis_server, redis_client, tmp_path: Path) -> None:
@@ -147,14 +140,17 @@ def test_readable_lines_and_clean_sigterm(redis_server, redis_client, tmp_path: 
     config = write_config(tmp_path, redis_server.url)
     publish_alerts(redis_client, 3)
     proc = consume(config, "--consumer", "a", "--block-ms", "100")
-    first = proc.stdout.readline()
-    assert " ALERT HIGH st1/cam0 rule=fear: fear >= 0.60 for 2.0 s on track 0" in first
+    # read the three lines through the same buffered reader: communicate() reads the raw
+    # pipe and would miss lines that readline() had already buffered
+    lines = [proc.stdout.readline() for _ in range(3)]
+    assert " ALERT HIGH st1/cam0 rule=fear: fear >= 0.60 for 2.0 s on track 0" in lines[0]
     wait_for(lambda: last_delivered(redis_client) not in (None, b"0-0")
              and pending(redis_client) == 0)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert len(out.splitlines()) == 2 and "3 handled" in err
+    assert all(" ALERT HIGH " in line for line in lines) and out == ""
+    assert "3 handled" in err
 
 
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:

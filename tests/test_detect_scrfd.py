@@ -125,9 +125,11 @@ def test_named_outputs_dynamic_input_and_min_face(tmp_path: Path) -> None:
     faces = detector_for(model).detect(image(64, 64))
     assert [f.bbox_xyxy for f in faces] == [pytest.approx(EXPECTED_A_BOX),
                                             pytest.approx(EXPECTED_B_BOX)]
-    big_only = detector_for(model, min_face_px=30).detect(image(64, 64))
+    # face size is the longer box side: A is 24x36 (36 px), B is 32x32 (32 px)
+    big_only = detector_for(model, min_face_px=34).detect(image(64, 64))
     assert len(big_only) == 1
-    assert big_only[0].bbox_xyxy == pytest.approx(EXPECTED_B_BOX)
+    assert big_only[0].bbox_xyxy == pytest.approx(EXPECTED_A_BOX)
+    assert len(detector_for(model, min_face_px=37).detect(image(64, 64))) == 0
 
 
 def test_score_threshold_applies_to_scrfd(tmp_path: Path) -> None:

@@ -46,21 +46,35 @@ def test_default_user_is_off(acl_server) -> None:
         redis.Redis.from_url(acl_server.url).ping()
 
 
-def test_pipeline_user_writes_its_streams_but_cannot_read_or_delete(acl_server,
-                                                                     tmp_path: Path) -> None:
+def test_pipeline_user_writes_its_streams_but_cannot_read_trim_or_delete(acl_server,
+                                                                          tmp_path: Path) -> None:
     cfg = RedisConfig(url=acl_server.url, credentials=PIPELINE)
     client = create_redis_client(cfg, env=ENV)
     stream = events_stream("cctv", "st1", "cam1")
-    client.xadd(stream, {"a": "b"})
-    client.xtrim(stream, maxlen=1000, approximate=True)
+    for _ in range(3):
+        client.xadd(stream, {"a": "b"}, maxlen=1000, approximate=True)
+    # metadata only: length, existence, server INFO (run id, maxmemory-policy)
+    assert client.xlen(stream) == 3 and client.exists(stream) == 1
+    assert client.info("memory")["maxmemory_policy"] == "noeviction"
     for forbidden in (lambda: client.xrange(stream), lambda: client.xread({stream: "0"}),
+                      lambda: client.xinfo_stream(stream),
                       lambda: client.get(stream), lambda: client.delete(stream),
+                      lambda: client.unlink(stream),
+                      lambda: client.xtrim(stream, maxlen=0),
+                      lambda: client.xtrim(stream, minid="99999999999999-0"),
                       lambda: client.xdel(stream, "0-1"), lambda: client.flushall(),
+                      lambda: client.expire(stream, 1), lambda: client.rename(stream, "cctv:x"),
+                      lambda: client.xgroup_destroy(stream, "g"),
                       lambda: client.xadd("other:stream", {"a": "b"}),
                       lambda: client.config_get("*")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
-    # the real publisher works end to end with only these rights (incl. age trimming)
+    assert client.xlen(stream) == 3  # nothing above removed an entry
+    # what an ACL cannot forbid (it allows commands, not arguments), as docs/events.md says
+    client.xadd(stream, {"a": "b"}, maxlen=0, approximate=False)
+    assert client.xlen(stream) == 0
+    # the real publisher works end to end with only these rights (age trimming included:
+    # it rides on XADD ... MINID ~)
     with pytest.MonkeyPatch.context() as mp:
         for key, value in ENV.items():
             mp.setenv(key, value)
@@ -68,8 +82,11 @@ def test_pipeline_user_writes_its_streams_but_cannot_read_or_delete(acl_server,
         publisher.start()
         publisher.publish_alert(alert())
         publisher.trim()
+        publisher.publish_alert(alert())
         publisher.stop()
-    assert publisher.stats().published_alerts == 1 and publisher.stats().spool_depth == 0
+    stats = publisher.stats()
+    assert stats.published_alerts == 2 and stats.spool_depth == 0 and stats.trims == 1
+    assert stats.events_not_delivered == stats.alerts_not_delivered == 0
     client.close()
 
 

@@ -37,8 +37,26 @@ def _add_emotion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restore", default="bilinear")
     p.add_argument("--tta-hflip", action="store_true",
                    help="average the logits of each face and its mirror image (2x compute)")
+    p.add_argument("--cctv", type=_cctv_points, default=(),
+                   help="camera-simulated calibration points SIZE:KBPS,... e.g. 16:1000,24:1000")
+    p.add_argument("--negative-max-fpr", type=float, default=None,
+                   help="fit the negative-emotion logit adjustment at the first --cctv point so "
+                        "that neutral+happiness faces are called negative at most this often")
+    p.add_argument("--clip", type=Path, default=None,
+                   help="background clip for --cctv (default $CCTV_SHARED/data/cctv/"
+                        "town_centre_1080p25.mp4)")
+    p.add_argument("--non-face-max-reject", type=float, default=0.01,
+                   help="share of calibration faces the non-face threshold may reject")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_run_emotion)
+
+
+def _cctv_points(text: str) -> tuple[tuple[int, float], ...]:
+    try:
+        pts = tuple((int(a), float(b)) for a, b in (p.split(":") for p in text.split(",") if p))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--cctv: expected SIZE:KBPS,..., got {text!r}") from err
+    return pts
 
 
 def _run_emotion(args: argparse.Namespace, command: str) -> int:
@@ -46,11 +64,16 @@ def _run_emotion(args: argparse.Namespace, command: str) -> int:
 
     m = build_emotion(args.checkpoint, args.out, args.calib_data, args.eval_sizes,
                       args.calib_sizes, args.restore, args.threads, command,
-                      tta_hflip=args.tta_hflip)
-    print(f"{m.manifest_path}: onnx sha256 {m.onnx_sha256[:12]} temperature {m.temperature:.4f}")
-    for row in m.metrics.get("accuracy_by_size", []):
-        print(f"  {row['size_px']:>3} px {row['restore']}: accuracy {row['accuracy']:.4f} "
-              f"ece {row['ece']:.4f} (n={row['n']})")
+                      tta_hflip=args.tta_hflip, cctv_points=args.cctv,
+                      negative_max_fpr=args.negative_max_fpr,
+                      non_face_max_reject=args.non_face_max_reject, clip=args.clip)
+    print(f"{m.manifest_path}: onnx sha256 {m.onnx_sha256[:12]} temperature {m.temperature:.4f}"
+          f" logit bias {list(m.logit_bias)} non-face threshold {m.non_face_threshold:.4f}")
+    for row in m.metrics.get("accuracy_by_condition", []):
+        neg = row["negative_union"]
+        print(f"  {row['name']:>22} {row['restore']}: accuracy {row['accuracy']:.4f} "
+              f"ece {row['ece']:.4f} negative recall {neg['recall'] or 0:.3f} "
+              f"fpr {neg['false_positive_rate_neutral_happiness'] or 0:.3f} (n={row['n']})")
     return 0
 
 

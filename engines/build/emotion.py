@@ -46,13 +46,86 @@ def _spec(ckpt: dict[str, Any]) -> InputSpec:
     return InputSpec(tuple(s["input_size_hw"]), s["color"], tuple(s["mean"]), tuple(s["std"]))
 
 
+def calibrate(manifest: ModelManifest, logits_fn: Any, dataset: Any, calib_data: Path,
+              eval_sizes: tuple[int, ...], calib_sizes: tuple[int, ...], restore: str,
+              cctv_points: tuple[tuple[int, float], ...], negative_max_fpr: float | None,
+              non_face_max_reject: float, clip: Path | None) -> ModelManifest:
+    """Fit logit adjustment, temperature and non-face threshold; attach per-condition metrics."""
+    from engines.build.emotion_calibration import (
+        fit_negative_bias,
+        fit_non_face_threshold,
+        negative_bias_vector,
+    )
+    from engines.emotion_model import emotion_logits, non_face_probability
+    from engines.eval.conditions import Condition
+    from engines.eval.emotion import condition_logits, condition_row, fit_pooled_temperature
+
+    if cctv_points and clip is None:
+        from engines.train.emotion_mix import DEFAULT_CLIP
+        from engines.train.ferplus import default_shared_dir
+
+        clip = default_shared_dir() / DEFAULT_CLIP
+    clean = [Condition("clean", s) for s in dict.fromkeys(tuple(eval_sizes) + tuple(calib_sizes))]
+    cctv = [Condition("cctv", s, float(k)) for s, k in cctv_points]
+    raw = condition_logits(logits_fn, dataset, manifest, clean + cctv, restore, clip, seed=0)
+    names = dataset.class_names
+    bias_fit = None
+    if negative_max_fpr is not None and cctv:
+        bias_fit = fit_negative_bias(emotion_logits(raw[cctv[0].name], manifest), dataset.labels,
+                                     names, negative_max_fpr)
+        beta = bias_fit["beta"]
+        manifest = replace(manifest, logit_bias=tuple(float(v) for v in negative_bias_vector(
+            manifest.class_names, beta)))
+    calib_names = [Condition("clean", s).name for s in calib_sizes] + [c.name for c in cctv]
+    fit = fit_pooled_temperature({k: emotion_logits(raw[k], manifest) for k in calib_names},
+                                 dataset.labels)
+    manifest = replace(manifest, temperature=fit["temperature"])
+    non_face_fit = None
+    if manifest.non_face_class is not None:
+        pooled = np.concatenate([non_face_probability(raw[k], manifest) for k in calib_names])
+        threshold = fit_non_face_threshold(pooled, non_face_max_reject)
+        manifest = replace(manifest, non_face_threshold=threshold)
+        non_face_fit = {"threshold": threshold, "max_face_reject": non_face_max_reject,
+                        "faces_rejected_pooled": float((pooled >= threshold).mean()),
+                        "conditions": calib_names}
+    rows = []
+    for cond in [Condition("clean", s) for s in eval_sizes] + cctv:
+        lg = raw[cond.name]
+        row = condition_row(emotion_logits(lg, manifest), dataset.labels, names,
+                            manifest.temperature, non_face_probability(lg, manifest),
+                            manifest.non_face_threshold)
+        rows.append({"name": cond.name, **cond.describe(), "restore": restore,
+                     **{k: row[k] for k in ("accuracy", "n", "ece", "nll", "negative_union",
+                                            "per_class_recall")},
+                     "faces_rejected_as_non_face": row.get("faces_rejected_as_non_face", 0.0)})
+    return replace(manifest, metrics={
+        **manifest.metrics, "data": str(calib_data), "n": len(dataset),
+        "label": "majority vote", "clip": str(clip) if clip else None,
+        "accuracy_by_condition": rows,
+        "accuracy_by_size": [{k: r[k] for k in ("size_px", "restore", "accuracy", "n", "ece",
+                                                "nll")} for r in rows if r["condition"] == "clean"],
+        "per_class_recall_48": rows[0]["per_class_recall"] if rows else {},
+        "temperature_fit": fit, "negative_bias_fit": bias_fit, "non_face_fit": non_face_fit,
+    })
+
+
 def build_emotion(checkpoint: Path, out_base: Path, calib_data: Path | None = None,
                   eval_sizes: tuple[int, ...] = (48, 32, 24, 16, 12),
                   calib_sizes: tuple[int, ...] = (48, 32, 24, 16, 12),
                   restore: str = "bilinear", threads: int = 2,
                   command: str | None = None, name: str | None = None,
-                  tta_hflip: bool = False) -> ModelManifest:
-    """``tta_hflip`` bakes mirror-image averaging into the exported network (architecture)."""
+                  tta_hflip: bool = False, cctv_points: tuple[tuple[int, float], ...] = (),
+                  negative_max_fpr: float | None = None, non_face_max_reject: float = 0.01,
+                  clip: Path | None = None, non_face_class: str = "not_face") -> ModelManifest:
+    """Export, check parity, and fit the post-hoc decisions on ``calib_data``.
+
+    ``tta_hflip`` bakes mirror-image averaging into the exported network (architecture).
+    ``cctv_points`` ((size px, kbps), ...) add camera-simulated conditions to the clean sizes
+    for the temperature and thresholds; the first is where the negative-emotion logit
+    adjustment is fitted when ``negative_max_fpr`` is given (see
+    :mod:`engines.build.emotion_calibration`). A checkpoint with a ``non_face_class`` output
+    gets the threshold that rejects ``non_face_max_reject`` of the calibration faces.
+    """
     t0 = time.time()
     torch.set_num_threads(threads)
     ckpt = load_checkpoint(checkpoint)
@@ -76,8 +149,9 @@ def build_emotion(checkpoint: Path, out_base: Path, calib_data: Path | None = No
         from engines.train.ferplus import load_dataset
 
         dataset = load_dataset(calib_data, image_size=48)
-        if dataset.class_names != class_names:
-            raise ModelError(f"{calib_data}: expected classes {list(class_names)}, got "
+        emotions = tuple(c for c in class_names if c != non_face_class)
+        if dataset.class_names != emotions:
+            raise ModelError(f"{calib_data}: expected classes {list(emotions)}, got "
                              f"{list(dataset.class_names)}")
         parity_inputs.append(faces_to_input(list(dataset.images[:64]), spec))
     parity = check_parity(model, onnx_path, parity_inputs, tol=PARITY_TOL)
@@ -104,24 +178,13 @@ def build_emotion(checkpoint: Path, out_base: Path, calib_data: Path | None = No
         weights_sha256=sha256_file(weights_path), training=training,
         metrics={"parity_max_abs_prob_diff": parity}, manifest_path=manifest_path)
 
+    if non_face_class in class_names:
+        manifest = replace(manifest, non_face_class=non_face_class)
     if dataset is not None:
-        from engines.eval.emotion import evaluate_sizes, fit_pooled_temperature, size_row
-
         engine = create_engine_from_manifest(manifest, "onnxruntime", "cpu", threads)
-        sizes = tuple(dict.fromkeys(tuple(eval_sizes) + tuple(calib_sizes)))
-        rows, logits = evaluate_sizes(engine.infer, dataset, manifest, sizes, restore)
-        fit = fit_pooled_temperature({s: logits[s] for s in calib_sizes}, dataset.labels)
-        t = fit["temperature"]
-        rows = [size_row(logits[s], dataset.labels, class_names, s, restore, t)
-                for s in eval_sizes]
-        manifest = replace(manifest, temperature=t, metrics={
-            **manifest.metrics,
-            "data": str(calib_data), "n": len(dataset), "label": "majority vote",
-            "accuracy_by_size": [{k: r[k] for k in ("size_px", "restore", "accuracy", "n",
-                                                    "ece", "nll")} for r in rows],
-            "per_class_recall_48": rows[0]["per_class_recall"] if rows else {},
-            "temperature_fit": fit,
-        })
+        manifest = calibrate(manifest, engine.infer, dataset, calib_data, eval_sizes,
+                             calib_sizes, restore, cctv_points, negative_max_fpr,
+                             non_face_max_reject, clip)
     manifest = replace(manifest, training={
         **manifest.training, "build_command": command,
         "build_machine": f"{platform.machine()} {platform.node()}",

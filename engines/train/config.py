@@ -64,6 +64,46 @@ class DegradeConfig(_Strict):
         "bilinear", "bicubic")
 
 
+class CameraSimConfig(_Strict):
+    """Faces through the camera simulator (:mod:`engines.cctv_sim`), made once and cached."""
+
+    enabled: bool = False
+    clip: Path | None = Field(
+        default=None, description="background clip; default $CCTV_SHARED/data/cctv/"
+        "town_centre_1080p25.mp4")
+    variants: Annotated[int, Field(ge=1, le=8)] = 2
+    prob: Prob = Field(default=0.5, description="share of face samples drawn from simulated "
+                       "variants instead of the clean image")
+    min_size_px: Annotated[int, Field(ge=4)] = 10
+    max_size_px: Annotated[int, Field(ge=4, le=64)] = 48
+    bitrate_kbps: tuple[float, float] = (300.0, 4000.0)
+    blur_sigma: tuple[float, float] = (0.0, 1.2)
+    noise_sigma: tuple[float, float] = (0.5, 6.0)
+    hevc_prob: Prob = 0.2
+    jpeg_prob: Prob = 0.1
+    crop_hw: tuple[int, int] | None = (540, 960)
+    restore_methods: tuple[Literal["bilinear", "bicubic"], ...] = ("bilinear", "bicubic")
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class NonFaceConfig(_Strict):
+    """A ``not_face`` output trained on crops mined from real clips (engines/train/nonface)."""
+
+    enabled: bool = False
+    class_name: str = "not_face"
+    fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.1, description="share of each epoch's samples that are non-face crops")
+    clips: tuple[Path, ...] = Field(
+        default=(), description="clips to mine; default the two CCTV clips in $CCTV_SHARED")
+    train_frame_frac: Prob = Field(
+        default=0.67, description="mine the first part of each clip; the rest is held out")
+    yunet_model: Path | None = Field(
+        default=None, description="YuNet ONNX used to keep real faces out of the crops; "
+        "default $CCTV_SHARED/data/models/face_detection_yunet_2026may.onnx")
+    per_frame_random: Annotated[int, Field(ge=0)] = 60
+    per_frame_near: Annotated[int, Field(ge=0)] = 6
+
+
 class AugmentConfig(_Strict):
     hflip: bool = True
     rotate_deg: Annotated[float, Field(ge=0)] = 12.0
@@ -72,7 +112,10 @@ class AugmentConfig(_Strict):
     brightness: Annotated[float, Field(ge=0, le=1)] = 0.1
     contrast: Annotated[float, Field(ge=0, le=1)] = 0.2
     erase_prob: Prob = 0.25
+    mixup_prob: Prob = Field(default=0.0, description="share of batches mixed (mixup)")
+    mixup_alpha: Annotated[float, Field(gt=0)] = 0.4
     degrade: DegradeConfig = DegradeConfig()
+    camera: CameraSimConfig = CameraSimConfig()
 
 
 class OptimConfig(_Strict):
@@ -87,10 +130,20 @@ class OptimConfig(_Strict):
     target: Literal["soft", "majority"] = "soft"
     label_smoothing: Prob = 0.0
     max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.0, description="EMA of the weights (0 = off); evaluated and exported")
+
+
+class CctvEvalPoint(_Strict):
+    size_px: Annotated[int, Field(ge=4)] = 16
+    bitrate_kbps: Annotated[float, Field(gt=0)] = 1000.0
 
 
 class EvalConfig(_Strict):
     sizes: tuple[int, ...] = (48, 16)
+    cctv: tuple[CctvEvalPoint, ...] = Field(
+        default=(), description="also score faces through the camera simulator (H.264, the "
+        "camera.clip) at these sizes and bitrates; counted in the model-selection mean")
     restore: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     batch_size: Annotated[int, Field(ge=1)] = 256
 
@@ -108,6 +161,7 @@ class TrainConfig(_Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
+    nonface: NonFaceConfig = NonFaceConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
 

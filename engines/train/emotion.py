@@ -19,12 +19,14 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from engines.eval.metrics import softmax
 from engines.models.resnet import ResNet, ResNetConfig, build_resnet
@@ -32,6 +34,7 @@ from engines.preprocess import InputSpec, faces_to_input
 from engines.train.augment import random_affine, random_erase, random_photometric
 from engines.train.config import TrainConfig, load_train_config
 from engines.train.degradations import DegradationParams, degrade_to_size, random_degrade
+from engines.train.emotion_mix import build_mix, epoch_samples, sample_images
 from engines.train.ferplus import FaceDataset, default_shared_dir, load_dataset_cached
 
 log = logging.getLogger("engines.train.emotion")
@@ -74,22 +77,34 @@ def degradation_params(cfg: TrainConfig) -> DegradationParams:
                              jpeg_prob=d.jpeg_prob, restore_methods=tuple(d.restore_methods))
 
 
-def make_batch(images: np.ndarray, cfg: TrainConfig, spec: InputSpec,
-               rng: np.random.Generator, params: DegradationParams) -> np.ndarray:
-    """Augment (affine, flip, photometric, CCTV degradation) then the shared preprocessing."""
+def make_batch(images: list[np.ndarray], simulated: np.ndarray, cfg: TrainConfig,
+               spec: InputSpec, rng: np.random.Generator,
+               params: DegradationParams) -> np.ndarray:
+    """Augment (affine, flip, photometric, CCTV degradation) then the shared preprocessing.
+
+    Images already through the camera simulator (``simulated``) skip the cheap degradation.
+    """
     a = cfg.augment
     out = []
-    for img in images:
+    for img, is_sim in zip(images, simulated, strict=True):
         img = random_affine(img, rng, a.rotate_deg, a.scale_range, a.shift_frac)
         if a.hflip and rng.random() < 0.5:
             img = img[:, ::-1]
         img = random_photometric(img, rng, a.brightness, a.contrast)
-        if rng.random() < a.degrade.prob:
+        if not is_sim and rng.random() < a.degrade.prob:
             img = random_degrade(np.ascontiguousarray(img), rng, params)
         out.append(np.ascontiguousarray(img))
     batch = faces_to_input(out, spec)
     random_erase(batch, rng, a.erase_prob)
     return batch
+
+
+def mixup(x: np.ndarray, target: np.ndarray, rng: np.random.Generator, alpha: float
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al. 2018): convex blend of the batch with a shuffled copy."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = rng.permutation(len(x))
+    return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
 
 def training_memory_format(arch: ResNetConfig) -> torch.memory_format:
@@ -125,15 +140,72 @@ def predict_logits(model: ResNet, batch_nchw: np.ndarray, device: torch.device,
 
 
 def evaluate(model: ResNet, val: FaceDataset, sizes: tuple[int, ...], restore: str,
-             spec: InputSpec, device: torch.device, batch_size: int) -> dict[str, float]:
-    """Majority-vote accuracy on the validation split at each face size."""
+             spec: InputSpec, device: torch.device, batch_size: int,
+             cctv_inputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Majority-vote accuracy on the validation split at each face size (and camera point).
+
+    Only the emotion outputs are compared: a ``not_face`` output, if any, is ignored here.
+    """
     res = {}
-    for size in sizes:
-        faces = [degrade_to_size(img, size, restore) for img in val.images]
-        logits = predict_logits(model, faces_to_input(faces, spec), device, batch_size)
-        res[f"acc_{size}"] = float((softmax(logits).argmax(1) == val.labels).mean())
-    res["acc_mean"] = float(np.mean([res[f"acc_{s}"] for s in sizes]))
+    n_emotions = len(val.class_names)
+    inputs = {f"acc_{size}": faces_to_input(
+        [degrade_to_size(img, size, restore) for img in val.images], spec) for size in sizes}
+    inputs.update({f"acc_{k}": v for k, v in (cctv_inputs or {}).items()})
+    for key, x in inputs.items():
+        logits = predict_logits(model, x, device, batch_size)[:, :n_emotions]
+        res[key] = float((softmax(logits).argmax(1) == val.labels).mean())
+    res["acc_mean"] = float(np.mean([res[k] for k in inputs]))
     return res
+
+
+def cctv_eval_inputs(cfg: TrainConfig, val: FaceDataset, spec: InputSpec
+                     ) -> dict[str, np.ndarray]:
+    """Validation faces through the camera simulator (full frames, H.264) at each eval point."""
+    from engines.cctv_sim import CameraSettings, simulate_fixed
+    from engines.train.emotion_mix import camera_clip, restore_simulated
+
+    out = {}
+    for point in cfg.eval.cctv:
+        crops = simulate_fixed(val.images, point.size_px,
+                               CameraSettings(bitrate_kbps=point.bitrate_kbps),
+                               camera_clip(cfg.augment.camera), seed=cfg.seed + 7)
+        faces = [restore_simulated(c, spec.input_size_hw, cfg.eval.restore) for c in crops]
+        out[f"cctv{point.size_px}_{int(point.bitrate_kbps)}k"] = faces_to_input(faces, spec)
+    return out
+
+
+def load_init_weights(model: ResNet, path: Path, device: torch.device) -> None:
+    """Start from a training checkpoint or a shipped manifest (``.json`` + its ``.pt``).
+
+    A head with fewer classes fills the first rows, so a model can gain an output
+    (``not_face``) while keeping what it learnt for emotions. Raises ValueError when the
+    rest of the architecture differs.
+    """
+    if Path(path).suffix == ".json":
+        from engines.manifest import load_manifest, verify_weights_file
+
+        manifest = load_manifest(path, expect_task="emotion")
+        arch = ResNetConfig.from_dict(manifest.architecture)
+        state = dict(torch.load(verify_weights_file(manifest), map_location=device,
+                                weights_only=True))
+    else:
+        init = torch.load(path, map_location=device, weights_only=True)
+        arch = ResNetConfig.from_dict(init.get("architecture") or {})
+        state = dict(init["model"])
+    # weights fit when the layers match: head size, dropout and mirror averaging may differ
+    neutral = {"num_classes": model.cfg.num_classes, "tta_hflip": False, "dropout": 0.0}
+    if replace(arch, **neutral) != replace(model.cfg, **neutral):
+        raise ValueError(f"init_from: expected architecture {model.cfg.to_dict()}, "
+                         f"got {arch.to_dict()}")
+    if arch.num_classes < model.cfg.num_classes:
+        own = model.state_dict()
+        for key in ("fc.weight", "fc.bias"):
+            grown = own[key].clone()
+            grown[:arch.num_classes] = state[key]
+            state[key] = grown
+    model.load_state_dict(state)
+    log.info("initialised weights from %s (%d -> %d classes)", path, arch.num_classes,
+             model.cfg.num_classes)
 
 
 def _checkpoint(model: ResNet, opt: torch.optim.Optimizer | None, cfg: TrainConfig,
@@ -192,18 +264,15 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
     train_ds, val_ds = load_splits(cfg)
     log.info("data: %d train, %d val images from %s", len(train_ds), len(val_ds), data_root(cfg))
     spec = input_spec(cfg)
-    class_names = train_ds.class_names
+    mix = build_mix(cfg, train_ds)
+    class_names = mix.class_names
+    cctv_inputs = cctv_eval_inputs(cfg, val_ds, spec)
     torch.manual_seed(cfg.seed)
     model = build_resnet(resnet_config(cfg, len(class_names))).to(device)
     memory_format = training_memory_format(model.cfg)
     model = model.to(memory_format=memory_format)
     if cfg.init_from is not None:
-        init = torch.load(cfg.init_from, map_location=device, weights_only=True)
-        if ResNetConfig.from_dict(init.get("architecture") or {}) != model.cfg:
-            raise ValueError(f"init_from: expected architecture {model.cfg.to_dict()}, "
-                             f"got {init.get('architecture')}")
-        model.load_state_dict(init["model"])
-        log.info("initialised weights from %s", cfg.init_from)
+        load_init_weights(model, cfg.init_from, device)
     o = cfg.optim
     if o.optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr,
@@ -211,18 +280,22 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
     else:
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=True,
                               weight_decay=o.weight_decay)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(o.ema_decay), use_buffers=True)
+           if o.ema_decay > 0 else None)
     start_epoch, best = 0, {"acc_mean": -1.0}
     prior_wall = 0.0
     last_path = out_dir / "last.pt"
     if resume and last_path.is_file():
         ckpt = torch.load(last_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("model_train", ckpt["model"]))
         opt.load_state_dict(ckpt["optimizer"])
+        if ema is not None and "ema" in ckpt:
+            ema.load_state_dict(ckpt["ema"])
         start_epoch, best = int(ckpt["epoch"]) + 1, dict(ckpt["best"])
         prior_wall = float(ckpt["metrics"].get("wall_s", 0.0))
         log.info("resumed from %s at epoch %d", last_path, start_epoch)
 
-    n = len(train_ds)
+    n = len(epoch_samples(mix, np.random.default_rng(0)))
     steps_per_epoch = n // o.batch_size if n >= o.batch_size else 1
     if o.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, o.max_steps_per_epoch)
@@ -230,31 +303,36 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
     warmup = int(o.warmup_epochs * steps_per_epoch)
     params = degradation_params(cfg)
     metrics: dict[str, Any] = {}
+    a = cfg.augment
     for epoch in range(start_epoch, o.epochs):
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        order = rng.permutation(n)
+        order = epoch_samples(mix, rng)
         model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
         for step in range(steps_per_epoch):
             idx = order[step * o.batch_size:(step + 1) * o.batch_size]
-            x = torch.from_numpy(make_batch(train_ds.images[idx], cfg, spec, rng, params))
-            if o.target == "soft":
-                target = torch.from_numpy(train_ds.soft_targets[idx])
-            else:
-                target = F.one_hot(torch.from_numpy(train_ds.labels[idx]),
-                                   len(class_names)).float()
+            images, soft, simulated = sample_images(mix, idx, rng)
+            x_np = make_batch(images, simulated, cfg, spec, rng, params)
+            if o.target == "majority":
+                soft = np.eye(len(class_names), dtype=np.float32)[soft.argmax(1)]
+            if a.mixup_prob > 0 and rng.random() < a.mixup_prob:
+                x_np, soft = mixup(x_np, soft, rng, a.mixup_alpha)
+            target = torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))
             if o.label_smoothing > 0:
                 target = target * (1 - o.label_smoothing) + o.label_smoothing / len(class_names)
             lr = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, o.lr, o.final_lr_frac)
             for g in opt.param_groups:
                 g["lr"] = lr
+            x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float32))
             x = x.to(device).contiguous(memory_format=memory_format)
             target = target.to(device)
             loss = -(target * F.log_softmax(model(x), dim=1)).sum(dim=1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             seen += len(idx)
             loss_sum += float(loss.detach()) * len(idx)
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps_per_epoch:
@@ -264,8 +342,9 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
                       f"loss {loss_sum / seen:.4f} lr {lr:.2e} {seen / el:.0f} img/s "
                       f"eta {eta:.0f}s", file=sys.stderr, flush=True)
         train_s = time.time() - t0
-        ev = evaluate(model, val_ds, tuple(cfg.eval.sizes), cfg.eval.restore, spec, device,
-                      cfg.eval.batch_size)
+        served = ema.module if ema is not None else model
+        ev = evaluate(served, val_ds, tuple(cfg.eval.sizes), cfg.eval.restore, spec, device,
+                      cfg.eval.batch_size, cctv_inputs)
         metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                    "train_s": train_s, "eval_s": time.time() - t0 - train_s, **ev,
                    "wall_s": prior_wall + time.time() - t_start}
@@ -277,10 +356,14 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False,
             + (" (best)" if is_best else ""), file=sys.stderr, flush=True)
         with open(out_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        ckpt = _checkpoint(model, opt, cfg, spec, class_names, epoch, metrics, best)
+        ckpt = _checkpoint(served, opt, cfg, spec, class_names, epoch, metrics, best)
+        if ema is not None:
+            ckpt["model_train"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            ckpt["ema"] = ema.state_dict()
         _save(ckpt, last_path)
         if is_best:
-            ckpt.pop("optimizer")
+            for key in ("optimizer", "model_train", "ema"):
+                ckpt.pop(key, None)
             _save(ckpt, out_dir / "best.pt")
 
     summary = {"name": cfg.name, "seed": cfg.seed, "command": command,

@@ -122,17 +122,31 @@ def load_ferplus(folder: Path, image_size: int = 48) -> FaceDataset:
 
 
 def load_image_folder(root: Path, class_names: tuple[str, ...] | None = None,
-                      image_size: int = 48) -> FaceDataset:
-    """Load ``root/<class>/*.png`` as grayscale with one-hot targets."""
+                      image_size: int = 48, class_map: dict[str, str] | None = None
+                      ) -> FaceDataset:
+    """Load ``root/<class>/*.png`` as grayscale with one-hot targets.
+
+    ``class_names`` fixes the label order (a model's classes); without it the sub-folders are
+    taken in alphabetical order. ``class_map`` renames folders to classes (``happy`` ->
+    ``happiness``). Classes with no folder get no images; a folder that names no class raises
+    :class:`DatasetError` naming it.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: expected an image folder, none found")
-    names = class_names or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
-    if not names:
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not folders:
         raise DatasetError(f"{root}: expected one sub-folder per class, got none")
+    mapping = {f: (class_map or {}).get(f, f) for f in folders}
+    names = tuple(class_names) if class_names else tuple(sorted(set(mapping.values())))
+    unknown = sorted(f for f, c in mapping.items() if c not in names)
+    if unknown:
+        raise DatasetError(f"{root}: folders {unknown} name no class; expected one of "
+                           f"{list(names)} (map them with a class map, e.g. happy=happiness)")
     imgs, labels, files = [], [], []
-    for ci, name in enumerate(names):
-        for p in sorted((root / name).glob("*")):
+    for folder in folders:
+        ci = names.index(mapping[folder])
+        for p in sorted((root / folder).glob("*")):
             if p.suffix.lower() not in _IMAGE_EXTS:
                 continue
             img = _read_gray(p)
@@ -140,24 +154,28 @@ def load_image_folder(root: Path, class_names: tuple[str, ...] | None = None,
                 img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
             imgs.append(img)
             labels.append(ci)
-            files.append(f"{name}/{p.name}")
+            files.append(f"{folder}/{p.name}")
     if not imgs:
-        raise DatasetError(f"{root}: no images found under class folders {list(names)}")
+        raise DatasetError(f"{root}: no images found under class folders {folders}")
     lab = np.asarray(labels, dtype=np.int64)
     soft = np.eye(len(names), dtype=np.float32)[lab]
     return FaceDataset(np.stack(imgs), lab, soft, tuple(names), tuple(files))
 
 
 def load_dataset(path: Path, layout: str = "auto", image_size: int = 48,
-                 class_names: tuple[str, ...] | None = None) -> FaceDataset:
-    """Load by layout: ``ferplus`` (label.csv present), ``folder``, or ``auto`` (detect)."""
+                 class_names: tuple[str, ...] | None = None,
+                 class_map: dict[str, str] | None = None) -> FaceDataset:
+    """Load by layout: ``ferplus`` (label.csv present), ``folder``, or ``auto`` (detect).
+
+    ``class_names`` and ``class_map`` apply to the folder layout (see
+    :func:`load_image_folder`)."""
     path = Path(path)
     if layout == "auto":
         layout = "ferplus" if (path / "label.csv").is_file() else "folder"
     if layout == "ferplus":
         return load_ferplus(path, image_size)
     if layout == "folder":
-        return load_image_folder(path, class_names, image_size)
+        return load_image_folder(path, class_names, image_size, class_map)
     raise DatasetError(f"layout: expected auto|ferplus|folder, got {layout!r}")
 
 

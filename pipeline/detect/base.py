@@ -111,7 +111,8 @@ class Detector(ABC):
 
     def _gate(self, faces: FaceArrays, roi_polygons: Sequence[Polygon] | None) -> np.ndarray:
         boxes = faces.boxes_xyxy
-        sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        # face size = the longer box side (records.face_size_of_box), vectorised
+        sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         keep = (faces.scores >= self.cfg.score_threshold) & (sizes >= self.cfg.min_face_px)
         if roi_polygons:
             keep &= centres_inside(boxes, roi_polygons)

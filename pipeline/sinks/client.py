@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from pipeline.config import CredentialsConfig, RedisConfig
@@ -24,12 +26,20 @@ def _existing(field: str, path: Path | None) -> str | None:
 def create_redis_client(cfg: RedisConfig, *, url: str | None = None,
                         credentials: CredentialsConfig | None = None,
                         env: dict[str, str] | None = None,
-                        retries: int = 0) -> redis.Redis:
+                        retries: int = 0,
+                        on_connect: Callable[[AbstractConnection], None] | None = None,
+                        ) -> redis.Redis:
     """A client for ``url`` (default ``cfg.url``), authenticated with ``credentials``
     (default ``cfg.credentials``). Secrets are passed as arguments, never put in the URL.
 
     ``retries`` is how many times redis-py silently retries a command after a connection
     error; the publisher uses 0 so an outage reaches its spool at once.
+
+    ``on_connect`` replaces redis-py's connection set-up for every new connection; it must
+    call ``connection.on_connect()`` (authentication, database) first. The publisher uses it
+    to read the server's run id on each reconnect, before anything is written on it.
+
+    Raises ConfigError for a bad URL, missing TLS files or TLS settings on a redis:// URL.
     """
     url = url or cfg.url
     username, password = resolve_credentials(
@@ -39,6 +49,8 @@ def create_redis_client(cfg: RedisConfig, *, url: str | None = None,
         "socket_timeout": cfg.socket_timeout_s,
         "retry": Retry(NoBackoff(), retries),
     }
+    if on_connect is not None:
+        kwargs["redis_connect_func"] = on_connect
     if username:
         kwargs["username"] = username
     if password:

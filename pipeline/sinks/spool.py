@@ -35,6 +35,10 @@ class SpoolEntry:
     maxlen: int
     row_id: int = 0
 
+    def inherited(self, spool: DiskSpool) -> bool:
+        """Left in ``spool`` by a previous run (not output of this one)."""
+        return 0 < self.row_id <= spool.inherited_last_row_id
+
 
 @dataclass(frozen=True)
 class SpoolStats:
@@ -58,6 +62,8 @@ class DiskSpool:
         self._appended = 0
         self._removed = 0
         self._dropped = dict.fromkeys(KINDS, 0)
+        # Rows up to this id were left by a previous run (not this run's output).
+        self.inherited_last_row_id = 0
 
     def open(self) -> None:
         if self._db is not None:
@@ -71,13 +77,15 @@ class DiskSpool:
                        " kind TEXT NOT NULL, stream TEXT NOT NULL, maxlen INTEGER NOT NULL,"
                        " payload TEXT NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS spool_kind ON spool (kind, id)")
-            depth, size = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()
+            depth, size, last_id = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(id), 0) "
+                "FROM spool").fetchone()
         except sqlite3.Error as err:
             raise SinkError(f"spool: cannot open {self.path}: {err}") from err
         self._db = db
         self._depth = int(depth)
         self._bytes = int(size) + _ROW_OVERHEAD_BYTES * self._depth
+        self.inherited_last_row_id = int(last_id)
         if self._depth:
             log.info("spool %s holds %d entries from a previous run", self.path, self._depth)
 

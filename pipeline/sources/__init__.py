@@ -6,6 +6,7 @@ from pipeline.sources.health import CameraHealth, CameraState
 from pipeline.sources.metrics import CameraHealthCollector
 from pipeline.sources.replay import (
     VIDEO_EXTENSIONS,
+    DecodeReport,
     ReplayFileResult,
     camera_id_for,
     list_videos,
@@ -20,6 +21,7 @@ __all__ = [
     "CameraHealth",
     "CameraHealthCollector",
     "CameraState",
+    "DecodeReport",
     "PermanentSourceError",
     "ReplayFileResult",
     "SourceUrl",

@@ -29,7 +29,13 @@ from pipeline.queues import LatestQueue, QueueClosed
 from pipeline.records import Frame
 from pipeline.secrets import mask_secrets
 from pipeline.sources.backoff import Backoff
-from pipeline.sources.decode import StreamClock, describe_av_error, open_input, to_bgr
+from pipeline.sources.decode import (
+    StreamClock,
+    describe_av_error,
+    display_rotation_deg,
+    open_input,
+    to_bgr,
+)
 from pipeline.sources.health import CameraHealth, CameraState, HealthTracker
 from pipeline.sources.urls import PermanentSourceError, connect_url, parse_source_url
 
@@ -60,6 +66,7 @@ class SupervisedCamera:
         self._read_poll_s = min(STOP_POLL_S, source.read_timeout_s, source.stall_timeout_s)
         self._next_index = 0
         self._last_ts_ms: float | None = None
+        self._segment = 0  # see Frame.segment
         self._last_ts_monotonic = 0.0
 
     @property
@@ -171,8 +178,9 @@ class SupervisedCamera:
     def _read(self, container: av.container.InputContainer) -> None:
         stream = container.streams.video[0]
         is_file = self.source_url.kind == "file"
-        clock = StreamClock(stream)
+        clock = StreamClock(stream, self.source.max_timestamp_gap_s)
         opened = time.monotonic()
+        rotation_logged = False
         last_packet = last_frame = opened
         frames_here = 0
         ts_base_ms = self._ts_base_ms(opened)
@@ -186,9 +194,24 @@ class SupervisedCamera:
                         last_packet = now
                     for av_frame in self._decode(packet):
                         rel_ts_ms = 1000.0 * clock.seconds(av_frame)
+                        if clock.last_jump_s is not None:
+                            self._health.timestamp_discontinuity()
+                            log.warning("camera %s: timestamps jump %+.3f s (discontinuity "
+                                        "%d); stream time continues and open tracks end",
+                                        self.camera_id, clock.last_jump_s,
+                                        clock.discontinuities)
+                        if not rotation_logged:
+                            rotation_logged = True
+                            if display_rotation_deg(av_frame) and \
+                                    self.source.apply_display_rotation:
+                                log.info("camera %s: display matrix rotates frames by %d "
+                                         "degrees; analysing them upright", self.camera_id,
+                                         display_rotation_deg(av_frame))
                         if is_file and self.stop_event.wait(
                                 max(0.0, opened + rel_ts_ms / 1000.0 - time.monotonic())):
                             return
+                        if clock.last_jump_s is not None:
+                            self._segment += 1
                         self._deliver(av_frame, ts_base_ms + rel_ts_ms)
                         frames_here += 1
                         last_frame = time.monotonic()
@@ -239,7 +262,8 @@ class SupervisedCamera:
         if self._last_ts_ms is not None and ts_ms <= self._last_ts_ms:
             ts_ms = self._last_ts_ms + 0.001  # keep ts strictly increasing for the runner
         frame = Frame(camera_id=self.camera_id, index=self._next_index, ts_ms=ts_ms,
-                      image_bgr=to_bgr(av_frame), wall_ts_s=time.time())
+                      image_bgr=to_bgr(av_frame, self.source.apply_display_rotation),
+                      wall_ts_s=time.time(), segment=self._segment)
         evicted = self.out.put(frame)
         self._health.frame_delivered(evicted)
         if self._health.state is not CameraState.STREAMING:

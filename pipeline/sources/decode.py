@@ -73,31 +73,70 @@ def frame_ts_s(frame: av.video.VideoFrame) -> float | None:
     return float(frame.pts * frame.time_base)
 
 
-def to_bgr(frame: av.video.VideoFrame) -> np.ndarray:
-    return frame.to_ndarray(format="bgr24")
+def display_rotation_deg(frame: av.video.VideoFrame) -> int:
+    """Counter-clockwise rotation (0, 90, 180, 270) the container's display matrix asks for.
+
+    Corridor-mode cameras, phones and body cameras code frames sideways and store the turn
+    in the display matrix; players apply it, so the pipeline does too (``VideoFrame.rotation``,
+    PyAV >= 14, reads the matrix; other angles are rounded to the nearest quarter turn).
+    """
+    rotation = getattr(frame, "rotation", 0) or 0
+    return round(float(rotation) / 90.0) % 4 * 90
+
+
+def to_bgr(frame: av.video.VideoFrame, apply_rotation: bool = True) -> np.ndarray:
+    """BGR uint8 image of a decoded frame, turned upright as players show it.
+
+    Boxes found on the result are in the displayed frame's coordinates.
+    """
+    image = frame.to_ndarray(format="bgr24")
+    quarter_turns = display_rotation_deg(frame) // 90 if apply_rotation else 0
+    if quarter_turns:
+        image = np.ascontiguousarray(np.rot90(image, quarter_turns))
+    return image
 
 
 class StreamClock:
-    """Seconds since the first frame, from pts * time_base.
+    """Seconds since the first frame, from pts * time_base, never going backwards.
 
     Frames without a pts (RTSP sends the first frame before its RTP clock is known) get the
     previous time plus one nominal frame interval, and the pts clock is aligned to them.
+
+    A discontinuity (two recordings joined, a camera reboot, an MPEG-TS pts wrap-around, a
+    corrupt jump) is a step back of more than two frame intervals or forward by more than
+    ``max_gap_s``: time then continues one frame interval after the previous frame, the
+    clock re-aligns to the new pts, and :attr:`last_jump_s` holds the jump (seconds, signed)
+    for that frame so the caller can warn once and end its tracks. Smaller backward steps
+    (reordering glitches) are clamped to just after the previous frame.
     """
 
-    def __init__(self, stream: av.video.VideoStream) -> None:
+    def __init__(self, stream: av.video.VideoStream, max_gap_s: float = 10.0) -> None:
         rate = stream.guessed_rate or stream.average_rate
         self.step_s = 1.0 / float(rate) if rate else 0.04
+        self.max_gap_s = max_gap_s
+        self.discontinuities = 0
+        self.last_jump_s: float | None = None
         self._origin_s: float | None = None
         self._last_s: float | None = None
 
     def seconds(self, frame: av.video.VideoFrame) -> float:
         pts_s = frame_ts_s(frame)
         following_s = 0.0 if self._last_s is None else self._last_s + self.step_s
+        self.last_jump_s = None
         if pts_s is None:
             now_s = following_s
         else:
             if self._origin_s is None:
                 self._origin_s = pts_s - following_s
             now_s = pts_s - self._origin_s
+            if self._last_s is not None:
+                delta_s = now_s - self._last_s
+                if delta_s < -2.0 * self.step_s or delta_s > self.max_gap_s:
+                    self.last_jump_s = delta_s
+                    self.discontinuities += 1
+                    self._origin_s = pts_s - following_s
+                    now_s = following_s
+                elif delta_s <= 0.0:
+                    now_s = self._last_s + 1e-6
         self._last_s = now_s
         return now_s

@@ -26,7 +26,8 @@ class CameraState(enum.Enum):
 class CameraHealth:
     """Snapshot of one camera. ``url`` is the config URL (no secrets); ``last_error`` is
     masked. ``errors`` counts failed connections (open, read, stall), each followed by a
-    reconnect; ``decode_errors`` counts damaged packets skipped on a working connection.
+    reconnect; ``decode_errors`` counts damaged packets skipped on a working connection;
+    ``timestamp_discontinuities`` counts pts restarts and jumps (see ``StreamClock``).
     ``fps`` is decoded frames per second over the last ``FPS_WINDOW_S`` seconds."""
 
     camera_id: str
@@ -38,6 +39,7 @@ class CameraHealth:
     reconnects: int
     errors: int
     decode_errors: int
+    timestamp_discontinuities: int
     last_error: str | None
     fps: float
     last_frame_wall_ts_s: float | None
@@ -59,6 +61,7 @@ class HealthTracker:
         self._reconnects = 0
         self._errors = 0
         self._decode_errors = 0
+        self._discontinuities = 0
         self._last_error: str | None = None
         self._last_frame_wall: float | None = None
         self._recent_frames: deque[float] = deque()
@@ -98,6 +101,10 @@ class HealthTracker:
         with self._lock:
             self._decode_errors += 1
 
+    def timestamp_discontinuity(self) -> None:
+        with self._lock:
+            self._discontinuities += 1
+
     def _trim(self, now_monotonic: float) -> None:
         while self._recent_frames and now_monotonic - self._recent_frames[0] > FPS_WINDOW_S:
             self._recent_frames.popleft()
@@ -112,5 +119,6 @@ class HealthTracker:
                 frames_decoded=self._decoded, frames_delivered=self._delivered,
                 frames_dropped=self._dropped, reconnects=self._reconnects, errors=self._errors,
                 decode_errors=self._decode_errors,
+                timestamp_discontinuities=self._discontinuities,
                 last_error=self._last_error, fps=fps, last_frame_wall_ts_s=self._last_frame_wall,
                 state_since_wall_ts_s=self._state_since)

@@ -17,6 +17,8 @@ _COUNTERS = (
     ("cctv_source_reconnects", "Reconnect attempts after a failure", "reconnects"),
     ("cctv_source_errors", "Failed connections: open, read and stall errors", "errors"),
     ("cctv_source_decode_errors", "Damaged packets skipped", "decode_errors"),
+    ("cctv_source_timestamp_discontinuities", "Timestamp restarts and jumps in the stream",
+     "timestamp_discontinuities"),
 )
 
 

@@ -21,7 +21,13 @@ import av.error
 from pipeline.config import SourceConfig
 from pipeline.errors import SourceError
 from pipeline.records import Frame
-from pipeline.sources.decode import StreamClock, describe_av_error, open_input, to_bgr
+from pipeline.sources.decode import (
+    StreamClock,
+    describe_av_error,
+    display_rotation_deg,
+    open_input,
+    to_bgr,
+)
 from pipeline.sources.urls import SourceUrl
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,20 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".ts", ".h264", ".
 # Formats PyAV opens but that are stills or raw bitstreams of stills, not footage.
 _IMAGE_FORMAT_MARKERS = ("image2", "_pipe", "gif", "apng")
 _CAMERA_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class DecodeReport:
+    """What went wrong while decoding one file, filled in as :func:`replay_file` runs."""
+
+    damaged_packets: int = 0
+    timestamp_discontinuities: int = 0
+    rotation_deg: int = 0
+    ended_early: str | None = None  # truncated or unreadable tail: why the file stopped
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.damaged_packets or self.ended_early)
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,7 @@ class ReplayFileResult:
     frames_decoded: int
     elapsed_s: float
     error: str | None = None
+    report: DecodeReport | None = None  # damaged packets, early end, discontinuities
 
     @property
     def ok(self) -> bool:
@@ -86,46 +107,96 @@ def list_videos(input_path: Path | str) -> list[Path]:
 
 def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: bool = False,
                 stop_event: threading.Event | None = None,
-                source: SourceConfig | None = None) -> Iterator[Frame]:
+                source: SourceConfig | None = None,
+                report: DecodeReport | None = None) -> Iterator[Frame]:
     """Yield every frame of one file: index 0, 1, 2...; ``ts_ms`` from pts, starting at 0.
 
-    ``realtime`` paces delivery so frame ``ts_ms`` matches a monotonic clock started at the
-    first frame. Stops early (without error) when ``stop_event`` is set. Raises
-    :class:`SourceError` naming the file when it cannot be opened, decoded, or ends before
-    the frame count its header promises (truncated).
+    Stream time never goes backwards: a timestamp discontinuity (restart, wrap-around, a
+    jump beyond ``source.max_timestamp_gap_s``) is logged once with its size and time
+    continues one frame later (later frames have a higher ``segment``). Damaged packets are
+    skipped and counted; a file that is cut off or unreadable part-way ends with the frames
+    decoded so far and a warning. Frames are turned upright by the display matrix. All of
+    it is recorded in ``report``. ``realtime`` paces delivery so frame ``ts_ms`` matches a
+    monotonic clock started at the first frame; ``stop_event`` stops early without error.
+
+    Raises:
+        SourceError: naming the file, when it cannot be opened or no frame decodes.
     """
     path = Path(path)
     camera_id = camera_id or camera_id_for(path)
     source = source or SourceConfig()
+    report = report if report is not None else DecodeReport()
     source_url = SourceUrl(kind="file", scheme="file", target=str(path), display=str(path))
     container = open_input(str(path), source_url, source, read_timeout_s=None)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: fine offline, output order is unchanged
         expected_frames = int(stream.frames or 0)
-        clock = StreamClock(stream)
+        clock = StreamClock(stream, source.max_timestamp_gap_s)
         index = 0
         started = time.monotonic()
-        try:
-            for av_frame in container.decode(stream):
-                ts_ms = 1000.0 * clock.seconds(av_frame)
-                if realtime and _wait_until(started + ts_ms / 1000.0, stop_event):
-                    return
-                if stop_event is not None and stop_event.is_set():
-                    return
-                yield Frame(camera_id=camera_id, index=index, ts_ms=ts_ms,
-                            image_bgr=to_bgr(av_frame), wall_ts_s=time.time())
-                index += 1
-        except (av.error.FFmpegError, OSError) as err:
-            raise SourceError(f"{path}: decoding failed after {index} frames: "
-                              f"{describe_av_error(err)}") from err
+        for av_frame in _decode_skipping_damage(container, stream, path, report):
+            ts_ms = 1000.0 * clock.seconds(av_frame)
+            if clock.last_jump_s is not None:
+                report.timestamp_discontinuities += 1
+                log.warning("%s: timestamps jump %+.3f s at frame %d (discontinuity %d); "
+                            "stream time continues at %.3f s and open tracks end", path,
+                            clock.last_jump_s, index, clock.discontinuities, ts_ms / 1000.0)
+            if index == 0:
+                report.rotation_deg = display_rotation_deg(av_frame)
+                if report.rotation_deg and source.apply_display_rotation:
+                    log.info("%s: display matrix rotates frames by %d degrees; analysing "
+                             "them upright", path, report.rotation_deg)
+            if realtime and _wait_until(started + ts_ms / 1000.0, stop_event):
+                return
+            if stop_event is not None and stop_event.is_set():
+                return
+            yield Frame(camera_id=camera_id, index=index, ts_ms=ts_ms,
+                        image_bgr=to_bgr(av_frame, source.apply_display_rotation),
+                        wall_ts_s=time.time(), segment=clock.discontinuities)
+            index += 1
         if index == 0:
-            raise SourceError(f"{path}: no frame could be decoded")
-        if expected_frames and index < expected_frames:
-            raise SourceError(f"{path}: truncated: decoded {index} of the {expected_frames} "
-                              f"frames its header lists")
+            raise SourceError(f"{path}: no frame could be decoded"
+                              + (f" ({report.ended_early})" if report.ended_early else ""))
+        if (expected_frames and index + report.damaged_packets < expected_frames
+                and report.ended_early is None):
+            report.ended_early = (f"truncated: decoded {index} of the {expected_frames} "
+                                  f"frames its header lists")
+        if report.damaged:
+            log.warning("%s: damaged file: %d damaged packets skipped%s; %d frames analysed",
+                        path, report.damaged_packets,
+                        f", {report.ended_early}" if report.ended_early else "", index)
     finally:
         container.close()
+
+
+def _decode_skipping_damage(container: av.container.InputContainer, stream: av.VideoStream,
+                            path: Path, report: DecodeReport) -> Iterator[av.VideoFrame]:
+    """Decode packet by packet: a packet the decoder refuses is counted and skipped; a read
+    error ends the file early (recorded in ``report``) instead of discarding it."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, OSError) as err:
+            report.ended_early = f"unreadable after this point: {describe_av_error(err)}"
+            break
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as err:
+            report.damaged_packets += 1
+            log.debug("%s: damaged packet skipped: %s", path, describe_av_error(err))
+            continue
+        except (av.error.FFmpegError, OSError) as err:
+            report.ended_early = f"decoding failed: {describe_av_error(err)}"
+            break
+        yield from frames
+    try:  # drain the decoder's delayed frames after a read error
+        yield from stream.codec_context.decode(None)
+    except (av.error.FFmpegError, OSError):
+        return
 
 
 def _wait_until(deadline: float, stop_event: threading.Event | None) -> bool:
@@ -155,13 +226,15 @@ def replay_path(input_path: Path | str, on_frame: Callable[[Frame], None], *,
         started = time.monotonic()
         count = 0
         error = None
+        report = DecodeReport()
         try:
             for frame in replay_file(path, camera_id=file_camera_id, realtime=realtime,
-                                     stop_event=stop_event, source=source):
+                                     stop_event=stop_event, source=source, report=report):
                 on_frame(frame)
                 count += 1
         except SourceError as err:
             error = str(err)
             log.warning("replay: %s", error)
         yield ReplayFileResult(path=path, camera_id=file_camera_id, frames_decoded=count,
-                               elapsed_s=time.monotonic() - started, error=error)
+                               elapsed_s=time.monotonic() - started, error=error,
+                               report=report)

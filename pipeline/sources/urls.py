@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 from pipeline.config import CameraConfig
 from pipeline.errors import SourceError
 from pipeline.secrets import mask_secrets, resolve_credentials, url_with_credentials
+from pipeline.url_check import NETWORK_SCHEMES, check_camera_url
 
-NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp")
+__all__ = ["NETWORK_SCHEMES", "PermanentSourceError", "SourceUrl", "connect_url",
+           "parse_source_url"]
 
 SourceKind = Literal["network", "file"]
 
@@ -38,29 +40,14 @@ class SourceUrl:
 def parse_source_url(url: str) -> SourceUrl:
     """Classify ``url`` as a network stream or a file; raise a clear SourceError if it is bad."""
     display = mask_secrets(url)
-    text = url.strip()
-    if not text:
-        raise PermanentSourceError("bad url: empty")
-    if "://" not in text:
-        return SourceUrl(kind="file", scheme="file", target=text, display=display)
     try:
-        parts = urlsplit(text)
-        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+        kind, scheme = check_camera_url(url)
     except ValueError as err:
         raise PermanentSourceError(f"bad url {display!r}: {err}") from err
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if not parts.path:
-            raise PermanentSourceError(f"bad url {display!r}: no file path")
-        return SourceUrl(kind="file", scheme="file", target=parts.path, display=display)
-    if scheme not in NETWORK_SCHEMES:
-        raise PermanentSourceError(
-            f"bad url {display!r}: unsupported scheme {scheme!r}, expected one of "
-            f"{', '.join(NETWORK_SCHEMES)} or a file path")
-    if not parts.hostname:
-        raise PermanentSourceError(f"bad url {display!r}: no host")
-    if port == 0:
-        raise PermanentSourceError(f"bad url {display!r}: port 0")
+    text = url.strip()
+    if kind == "file":
+        target = urlsplit(text).path if text.lower().startswith("file://") else text
+        return SourceUrl(kind="file", scheme="file", target=target, display=display)
     return SourceUrl(kind="network", scheme=scheme, target=text, display=display)
 
 
