@@ -3,8 +3,10 @@
 :class:`EventOutput` is what the runner hands face events to. It starts the embedded Redis
 when ``redis.embedded`` is set, owns the :class:`~pipeline.sinks.publisher.EventPublisher`
 (which spools to disk while Redis is away) and the station's
-:class:`~pipeline.rules.engine.AlertEngine`. Calls are serialised by a lock, so the live
-runner's camera threads and emotion worker may share one instance.
+:class:`~pipeline.rules.engine.AlertEngine`. One thread owns it: the replay loop, or the live
+runner's output thread; per camera it must receive events and track ends in stream order
+(``handle(events, ended_track_ids, camera_id)``: the events first, then the ends). The lock
+only guards against misuse and the final stop.
 
 Counts are Redis's: ``events_published`` is what Redis acknowledged, ``events_not_delivered``
 what it has not (still in the spool, dropped from a full spool, or rejected), ``entries_lost``
@@ -139,9 +141,6 @@ class EventOutput:
             for track_id in ended_track_ids:
                 self._alerts.end_track(camera_id, track_id)
             self._publisher.poll()
-
-    def end_tracks(self, camera_id: str, track_ids: Sequence[int]) -> None:
-        self.handle([], track_ids, camera_id)
 
     def poll(self) -> None:
         with self._lock:

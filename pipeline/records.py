@@ -101,23 +101,6 @@ class TrackedFace:
 
 
 @dataclass(frozen=True)
-class FaceCrop:
-    """An aligned low-resolution face chosen for analysis, with the quality that won it."""
-
-    camera_id: str
-    track_id: int
-    frame_index: int
-    ts_ms: float
-    bbox_xyxy: tuple[float, float, float, float]
-    face_size_px: float
-    quality: float
-    image_bgr: np.ndarray = field(repr=False)
-
-    def __post_init__(self) -> None:
-        _check_image("FaceCrop.image_bgr", self.image_bgr)
-
-
-@dataclass(frozen=True)
 class EmotionResult:
     """Classifier output for one crop: calibrated class probabilities."""
 

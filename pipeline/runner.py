@@ -6,8 +6,10 @@ selected crops at once, so results are identical run after run.
 
 Live (:class:`LiveRunner`): per camera a supervised decode thread (newest frame wins, drops
 counted) and an analysis thread; one emotion worker owns the models and batches crops from
-all cameras; events and alerts go to Redis through the publisher. A failing camera is
-logged, counted and retried by its supervisor; it never stops the others.
+all cameras; one output thread alone smooths, applies the rules and publishes. Per camera,
+crops and track ends stay in order from analysis to output, as in replay, so live and replay
+publish the same per-track story. A failing camera is logged, counted and retried by its
+supervisor; it never stops the others.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.analyze import CameraAnalyzer, CropRequest, FrameAnalysis
+from pipeline.channel import AnalysisChannel, ChannelItem, TracksEnded
 from pipeline.classify import ClassifiedFace, EmotionStage
 from pipeline.config import AppConfig, CameraConfig
 from pipeline.detect import create_detector
@@ -30,7 +33,7 @@ from pipeline.errors import PipelineError, SourceError
 from pipeline.metrics import RunMetrics, StageTiming
 from pipeline.publish import EventOutput
 from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
-from pipeline.records import Frame
+from pipeline.records import FaceEvent, Frame
 from pipeline.sources import (
     CameraHealthCollector,
     DecodeReport,
@@ -41,6 +44,8 @@ from pipeline.sources import (
 )
 
 log = logging.getLogger(__name__)
+# (camera id, events in order, track ids that ended after them) for EventOutput.handle
+OutputOp = tuple[str, list[FaceEvent], list[int]]
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,8 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
             return
         flushed = True
         crops, ended = analyzer.finish(last.wall_ts_s)
-        output.handle([c.event for c in _classify(emotion, crops, metrics)], ended, camera.id)
+        output.handle([c.event for c in _faces(_classify(emotion, crops, metrics))], ended,
+                      camera.id)
 
     try:
         while True:
@@ -169,7 +175,7 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
             summary.frames += 1
             metrics.count(camera.id, "frames_decoded")
             analysis = analyzer.process(frame)
-            classified = _classify(emotion, analysis.crops, metrics)
+            classified = _faces(_classify(emotion, analysis.crops, metrics))
             output.handle([c.event for c in classified], analysis.ended_track_ids, camera.id)
             if annotator is not None:
                 annotator.add(frame, analysis, [c.event for c in classified],
@@ -193,21 +199,28 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
 
 def _classify(emotion: EmotionStage, crops: list[CropRequest],
               metrics: RunMetrics) -> list[ClassifiedFace]:
+    """Enhance + classify ``crops``; the result is aligned with them. Crops the classifier
+    rejects as not a face (``is_face`` False) are counted here; callers drop them."""
     if not crops:
         return []
     with metrics.time_stage("enhance+classify"):
         classified = emotion.process(crops)
-    rejected = [c for c in classified if not c.is_face]
-    for face in rejected:
-        metrics.count(face.event.camera_id, "non_face_rejected")
-    if rejected:
-        log.debug("dropped %d non-face crops (p >= threshold)", len(rejected))
-    classified = [c for c in classified if c.is_face]
+    rejected = 0
     for face in classified:
+        if not face.is_face:
+            metrics.count(face.event.camera_id, "non_face_rejected")
+            rejected += 1
+            continue
         metrics.count(face.event.camera_id, "events")
         if face.event.emotion.sr_applied:
             metrics.count(face.event.camera_id, "sr_applied")
+    if rejected:
+        log.debug("dropped %d non-face crops (p >= threshold)", rejected)
     return classified
+
+
+def _faces(classified: list[ClassifiedFace]) -> list[ClassifiedFace]:
+    return [c for c in classified if c.is_face]
 
 
 def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
@@ -263,36 +276,29 @@ def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
     return summary
 
 
-def _get_batch(crops: LatestQueue[CropRequest], max_items: int,
-               max_wait_s: float) -> list[CropRequest]:
-    """Up to ``max_items`` crops: wait up to 0.5 s for the first, then ``max_wait_s`` more
-    for others to join the batch. Raises QueueClosed once closed and drained."""
-    try:
-        batch = [crops.get(timeout=0.5)]
-    except queue.Empty:
-        return []
-    deadline = time.monotonic() + max_wait_s
-    while len(batch) < max_items:
-        remaining = deadline - time.monotonic()
-        try:
-            batch.append(crops.get(timeout=max(remaining, 0.0)))
-        except (queue.Empty, QueueClosed):
-            break
-    return batch
-
-
 class LiveRunner:
-    """Live cameras: supervised decoders, per-camera analysis, one batched emotion worker."""
+    """Live cameras: supervised decoders, per-camera analysis, one emotion worker, one output
+    owner.
+
+    Threads: per camera a decode thread (newest frame wins, drops counted) and an analysis
+    thread; one emotion worker that batches crops from every camera; one output thread that
+    alone runs smoothing, rules and publishing (so no Redis call happens on a camera thread).
+    Per camera, crops and track-ended markers travel in order on one
+    :class:`~pipeline.channel.AnalysisChannel` (crops may be dropped under load, markers
+    never), then as ``(camera, events, ended)`` operations on a blocking queue to the output
+    thread, so each track's events reach the smoother and Redis in the order replay gives.
+    """
 
     def __init__(self, config: AppConfig) -> None:
         self.config = config
         self.metrics = RunMetrics()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._camera_threads: list[threading.Thread] = []
         self._cameras: dict[str, SupervisedCamera] = {}
         self.failed_cameras: dict[str, str] = {}  # camera id -> why it could not start
-        self._crops: LatestQueue[CropRequest] | None = None
-        self._output: EventOutput | None = None
+        self._channel: AnalysisChannel | None = None
+        self._ops: BlockingQueue[OutputOp] | None = None
+        self._workers: list[threading.Thread] = []
 
     @property
     def cameras(self) -> dict[str, SupervisedCamera]:
@@ -316,9 +322,10 @@ class LiveRunner:
             emotion.start()
             stack.callback(emotion.stop)
             output = stack.enter_context(EventOutput(config, self.metrics, emotion.class_names))
-            self._output = output
-            # Live crops: drop the oldest when the emotion worker falls behind, and count it.
-            self._crops = LatestQueue(maxsize=config.classify.max_batch_size * 8)
+            self._channel = AnalysisChannel(max_crops=config.classify.max_batch_size * 8)
+            # the output thread must keep up; when it cannot, the emotion worker waits here
+            # and crops pile up (and are dropped, counted) in the channel instead
+            self._ops = BlockingQueue(maxsize=1024)
             stack.callback(self._join_all)
             for camera in cameras:
                 frames: LatestQueue[Frame] = LatestQueue(config.source.live_queue_size)
@@ -330,11 +337,13 @@ class LiveRunner:
                     self.failed_cameras[camera.id] = str(err)
                     continue
                 self._cameras[camera.id] = supervised
-                self._spawn(f"decode-{camera.id}", supervised.run)
-                self._spawn(f"analyse-{camera.id}", self._analyse_camera, camera, frames)
+                self._camera_threads.append(_spawn(f"decode-{camera.id}", supervised.run))
+                self._camera_threads.append(_spawn(f"analyse-{camera.id}", self._analyse_camera,
+                                                   camera, frames))
             if not self._cameras:
                 raise PipelineError(f"no camera could be started: {self.failed_cameras}")
-            self._spawn("emotion", self._emotion_worker, emotion, output)
+            self._workers = [_spawn("emotion", self._emotion_worker, emotion),
+                             _spawn("output", self._output_worker, output)]
             deadline = None if duration_s is None else time.monotonic() + duration_s
             next_status = time.monotonic() + status_interval_s
             while not self._stop.is_set():
@@ -346,19 +355,17 @@ class LiveRunner:
                     self._log_status(output)
             self._stop.set()
 
-    def _spawn(self, name: str, target, *args) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
     def _join_all(self) -> None:
+        """Stop in pipeline order: cameras (which hand over their open tracks), then the
+        emotion worker drains the channel, then the output thread drains its queue."""
         self._stop.set()
-        if self._crops is not None:
-            self._crops.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
-            if thread.is_alive():
-                log.warning("thread %s did not stop within 10 s", thread.name)
+        _join(self._camera_threads)
+        if self._channel is not None:
+            self._channel.close()
+        _join(self._workers[:1])
+        if self._ops is not None:
+            self._ops.close()
+        _join(self._workers[1:])
 
     def _analyse_camera(self, camera: CameraConfig, frames: LatestQueue[Frame]) -> None:
         detector = create_detector(self.config.detector)
@@ -368,6 +375,7 @@ class LiveRunner:
             log.error("camera %s: detector failed to start: %s", camera.id, err)
             return
         analyzer = CameraAnalyzer(camera, self.config, detector, self.metrics)
+        last: Frame | None = None
         try:
             while not self._stop.is_set():
                 try:
@@ -382,34 +390,77 @@ class LiveRunner:
                     self.metrics.count(camera.id, "frame_errors")
                     log.exception("camera %s: frame %d failed", camera.id, frame.index)
                     continue
-                for crop in analysis.crops:
-                    try:
-                        self.metrics.count(camera.id, "crops_dropped", self._crops.put(crop))
-                    except QueueClosed:
-                        return
-                if analysis.ended_track_ids:
-                    self._output.end_tracks(camera.id, analysis.ended_track_ids)
+                last = frame
+                self._hand_over(camera.id, analysis.crops, analysis.ended_track_ids)
+            if last is not None:  # stopping: the open tracks' pending crops are not lost
+                self._hand_over(camera.id, *analyzer.finish(last.wall_ts_s))
+        except QueueClosed:
+            return
         finally:
             detector.stop()
 
-    def _emotion_worker(self, emotion: EmotionStage, output: EventOutput) -> None:
+    def _hand_over(self, camera_id: str, crops: list[CropRequest], ended: list[int]) -> None:
+        """Crops, then the marker of the tracks that ended with them, in order."""
+        for crop in crops:
+            self.metrics.count(camera_id, "crops_dropped", self._channel.put_crop(crop))
+        if ended:
+            self._channel.put_marker(TracksEnded(camera_id, tuple(ended)))
+
+    def _emotion_worker(self, emotion: EmotionStage) -> None:
         cfg = self.config.classify
+        try:
+            while True:
+                try:
+                    batch = self._channel.get_batch(cfg.max_batch_size,
+                                                    cfg.max_wait_ms / 1000.0)
+                except QueueClosed:
+                    return
+                for op in self._classify_in_order(emotion, batch):
+                    self._ops.put(op)
+        finally:
+            self._ops.close()
+
+    def _classify_in_order(self, emotion: EmotionStage,
+                           batch: list[ChannelItem]) -> list[OutputOp]:
+        """One classifier call for the batch's crops; output operations that keep, per
+        camera, each event before the end marker that followed its crop."""
+        crops = [item for item in batch if isinstance(item, CropRequest)]
+        try:
+            classified: list[ClassifiedFace | None] = list(
+                _classify(emotion, crops, self.metrics))
+        except Exception:
+            log.exception("emotion batch of %d failed", len(crops))
+            self.metrics.count("all", "classify_errors")
+            classified = [None] * len(crops)  # the markers still go through
+        results = iter(classified)
+        pending: dict[str, list[FaceEvent]] = {}
+        ops: list[OutputOp] = []
+        for item in batch:
+            if isinstance(item, CropRequest):
+                face = next(results)
+                if face is not None and face.is_face:
+                    pending.setdefault(item.camera_id, []).append(face.event)
+            else:
+                ops.append((item.camera_id, pending.pop(item.camera_id, []),
+                            list(item.track_ids)))
+        ops += [(camera_id, events, []) for camera_id, events in pending.items()]
+        return ops
+
+    def _output_worker(self, output: EventOutput) -> None:
+        """The single output owner: smoothing, rules and publishing happen only here."""
         while True:
             try:
-                batch = _get_batch(self._crops, cfg.max_batch_size, cfg.max_wait_ms / 1000.0)
-            except QueueClosed:
-                return
-            if not batch:
+                camera_id, events, ended = self._ops.get(timeout=0.2)
+            except queue.Empty:
                 output.poll()
                 continue
+            except QueueClosed:
+                return
             try:
-                events = [c.event for c in _classify(emotion, batch, self.metrics)]
+                output.handle(events, ended, camera_id)
             except Exception:
-                log.exception("emotion batch of %d failed", len(batch))
-                self.metrics.count("all", "classify_errors")
-                continue
-            for camera_id in sorted({e.camera_id for e in events}):
-                output.handle([e for e in events if e.camera_id == camera_id], [], camera_id)
+                log.exception("camera %s: output of %d events failed", camera_id, len(events))
+                self.metrics.count(camera_id, "output_errors")
 
     def _log_status(self, output: EventOutput) -> None:
         for camera_id, camera in self._cameras.items():
@@ -417,3 +468,16 @@ class LiveRunner:
             log.info("camera %s: %s", camera_id, health)
         log.info("events published %d, alerts %d", output.events_published,
                  output.alerts_published)
+
+
+def _spawn(name: str, target: Callable[..., None], *args: object) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _join(threads: list[threading.Thread], timeout_s: float = 10.0) -> None:
+    for thread in threads:
+        thread.join(timeout=timeout_s)
+        if thread.is_alive():
+            log.warning("thread %s did not stop within %.0f s", thread.name, timeout_s)

@@ -218,18 +218,14 @@ def test_detect_checks_its_input(mtcnn: Detector) -> None:
         unstarted.detect(np.zeros((10, 10, 3), np.uint8))
 
 
-def test_detect_stage_uses_each_cameras_roi(photo: np.ndarray) -> None:
-    from pipeline.detect import DetectStage
-    from pipeline.records import Frame
-
+def test_roi_polygon_masks_faces_outside_it(photo: np.ndarray) -> None:
     nowhere = [(0.0, 0.0), (30.0, 0.0), (0.0, 30.0)]
-    stage = DetectStage(create_detector(DetectorConfig(min_face_px=20, score_threshold=SCORE)),
-                        roi_by_camera={"masked": [nowhere]})
-    stage.start()
-    assert len(stage.process(Frame("open", 0, 0.0, photo))) >= 4
-    assert stage.process(Frame("masked", 0, 0.0, photo)) == []
-    stage.stop()
-    stage.stop()  # safe twice
+    detector = create_detector(DetectorConfig(min_face_px=20, score_threshold=SCORE))
+    detector.start()
+    assert len(detector.detect(photo)) >= 4
+    assert detector.detect(photo, roi_polygons=[nowhere]) == []
+    detector.stop()
+    detector.stop()  # safe twice
 
 
 def test_roi_polygon_shape_is_checked(mtcnn: Detector, photo: np.ndarray) -> None:

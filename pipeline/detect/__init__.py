@@ -2,6 +2,5 @@
 
 from pipeline.detect.base import Detector, FaceArrays
 from pipeline.detect.factory import create_detector
-from pipeline.detect.stage import DetectStage
 
-__all__ = ["DetectStage", "Detector", "FaceArrays", "create_detector"]
+__all__ = ["Detector", "FaceArrays", "create_detector"]

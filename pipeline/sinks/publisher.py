@@ -67,7 +67,6 @@ from pipeline.sinks.resp import borrowed_connection, execute_packed, pack_comman
 from pipeline.sinks.spool import DiskSpool, SpoolEntry
 from pipeline.sinks.streams import alerts_stream, events_stream
 from pipeline.smoothing import SmoothedEmotion
-from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class _SendResult:
 PublishItem = tuple[FaceEvent, SmoothedEmotion] | Alert
 
 
-class EventPublisher(Stage[PublishItem, str]):
+class EventPublisher:
     name = "publish"
 
     def __init__(self, cfg: RedisConfig, spool_cfg: SpoolConfig, station_id: str, *,

@@ -89,6 +89,9 @@ class SupervisedCamera:
                     self._stream_once()
                 except _EndOfFile:
                     after_failure = False
+                    # the replayed recording starts again: a new segment, so tracks from the
+                    # end of the file do not continue into its beginning (as in replay)
+                    self._segment += 1
                     log.info("camera %s: end of %s, looping", self.camera_id,
                              self.source_url.display)
                     continue
