@@ -86,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     shared = default_shared_dir() / "data"
     yunet = shared / "models/face_detection_yunet_2026may.onnx"
+    needed = (yunet, shared / "faces_hr/london_neutral", shared / "cctv/town_centre_1080p25.mp4")
+    missing = [str(x) for x in needed if not x.exists()]
+    if missing:
+        p.error(f"shared data not found: {missing} (set CCTV_SHARED)")
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 4:
+        p.error(f"--sizes: expected comma-separated face widths >= 4 px, got {args.sizes!r}")
     faces = portrait_faces(shared / "faces_hr/london_neutral", yunet, 60)
     with av.open(str(shared / "cctv/town_centre_1080p25.mp4")) as c:
         frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(c.decode(video=0))
@@ -102,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
                                                score_threshold=0.3, min_face_px=6))
     reference.start()
     rng = np.random.default_rng(args.seed)
-    sizes = [int(s) for s in args.sizes.split(",")]
     rows, false_pos, seconds = [], 0, 0.0
     n_frames = 0
     for size in sizes:
@@ -131,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                      "recall": found / max(total, 1)})
     detector.stop()
     reference.stop()
-    result = {"backend": args.backend, "min_face_px": cfg.min_face_px, "rows": rows,
+    result = {"date": time.strftime("%Y-%m-%d"), "seed": args.seed, "frames": len(frames),
+              "faces_per_frame": args.faces_per_frame,
+              "backend": args.backend, "min_face_px": cfg.min_face_px, "rows": rows,
               "false_positives_per_frame": false_pos / max(n_frames, 1),
               "seconds_per_frame": seconds / max(n_frames, 1), "portraits": len(faces),
               "command": command_line("python benchmarks/small_face_recall.py", argv)}

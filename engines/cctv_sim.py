@@ -43,7 +43,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SIM_VERSION = 1  # bump when the output of simulate_faces changes for the same inputs
+SIM_VERSION = 2  # bump when the output of simulate_faces changes for the same inputs
+# 2: sensor noise is added after the faces are composited (v1 left faces noise-free)
 Codec = Literal["h264", "hevc", "jpeg"]
 _ENCODERS = {"h264": ("libx264", "x264-params", "h264"),
              "hevc": ("libx265", "x265-params", "hevc")}
@@ -249,10 +250,7 @@ def _simulate_video(faces_lr: Sequence[np.ndarray], s: CameraSettings, clip: Bac
         k = k if k < len(clip.frames_yuv) else period - k
         src = clip.frames_yuv[k]
         yuv = np.empty((fh * 3 // 2, fw), np.uint8)
-        y_plane = src[oy:oy + fh, ox:ox + fw].astype(np.float32)
-        if s.noise_sigma > 0:
-            y_plane += rng.standard_normal((fh, fw), dtype=np.float32) * np.float32(s.noise_sigma)
-        yuv[:fh] = np.clip(y_plane + 0.5, 0, 255).astype(np.uint8)
+        yuv[:fh] = src[oy:oy + fh, ox:ox + fw]
         # chroma planes: U then V, each (full_h/2, full_w/2) stored as full_h/4 rows of full_w
         for plane in range(2):
             src_c = src[full_h + plane * full_h // 4: full_h + (plane + 1) * full_h // 4]
@@ -268,6 +266,10 @@ def _simulate_video(faces_lr: Sequence[np.ndarray], s: CameraSettings, clip: Bac
             for plane in range(2):
                 c = yuv[fh + plane * fh // 4: fh + (plane + 1) * fh // 4].reshape(fh // 2, fw // 2)
                 c[cy0:cy0 + cs, cx0:cx0 + cs] = 128
+        if s.noise_sigma > 0:  # sensor noise on the whole picture, faces included
+            y_plane = yuv[:fh].astype(np.float32)
+            y_plane += rng.standard_normal((fh, fw), dtype=np.float32) * np.float32(s.noise_sigma)
+            yuv[:fh] = np.clip(y_plane + 0.5, 0, 255).astype(np.uint8)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = t
         for packet in enc.encode(frame):

@@ -137,9 +137,9 @@ def test_evaluation_folder_layout_with_class_map(recipe: dict, tmp_path: Path) -
     assert names == list(FERPLUS_CLASSES)
     for cls in ("anger", "happiness", "neutral"):
         assert cm[names.index(cls)].sum() == 3
-    with pytest.raises(Exception, match=r"folders \['angry'\] name no class"):
-        eval_main(["--model", str(recipe["manifest"]), "--data", str(root), "--layout",
-                   "folder", "--class-map", "happy=happiness", "--json", str(out)])
+    rc = eval_main(["--model", str(recipe["manifest"]), "--data", str(root), "--layout",
+                    "folder", "--class-map", "happy=happiness", "--json", str(out)])
+    assert rc == 2  # 'angry' maps to no class: named, exit 2 (docs/exit_codes.md)
 
 
 def test_evaluation_names_a_wrong_model_file(recipe: dict, tmp_path: Path,
@@ -159,7 +159,7 @@ def test_pipeline_drops_non_face_crops_and_counts_them(recipe: dict) -> None:
     from pipeline.classify import EmotionStage
     from pipeline.config import ClassifyConfig, EnhanceConfig
     from pipeline.metrics import RunMetrics
-    from pipeline.runner import _classify
+    from pipeline.runner import _classify, _faces
 
     rng = np.random.default_rng(0)
     crops = [CropRequest("cam", t, 1, 40.0, 0.0, (0, 0, 20, 20), 20.0, 0.9,
@@ -172,10 +172,53 @@ def test_pipeline_drops_non_face_crops_and_counts_them(recipe: dict) -> None:
         stage.start()
         metrics = RunMetrics()
         try:
-            kept = _classify(stage, crops, metrics)
+            kept = _faces(_classify(stage, crops, metrics))
         finally:
             stage.stop()
         counts[threshold] = (len(kept), metrics.total("non_face_rejected"),
                              metrics.total("events"))
     assert counts[1e-9] == (0, 4, 0)
     assert counts[1.0] == (4, 0, 4)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--limit", "0"], "--limit: expected >= 1"),
+    (["--codec", "hevc"], "apply to --degrade cctv only"),
+    (["--layout", "folder", "--class-map", "sad=sadnes"], "classes ['sadnes'] are not the model"),
+    (["--layout", "folder", "--class-map", "bored=neutral"], "folders ['bored'] not found"),
+    (["--layout", "folder"], "folders ['sad'] name no class"),
+])
+def test_evaluation_argument_errors_exit_2(recipe: dict, tmp_path: Path, extra: list[str],
+                                           message: str, capsys: pytest.CaptureFixture) -> None:
+    from engines.eval.emotion import main as eval_main
+
+    (tmp_path / "posed" / "sad").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "posed" / "sad" / "0.png"), np.zeros((48, 48), np.uint8))
+    data = tmp_path / "posed" if "--layout" in extra else recipe["data"] / "FER2013Valid"
+    rc = eval_main(["--model", str(recipe["manifest"]), "--data", str(data),
+                    "--json", str(tmp_path / "x.json"), *extra])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_track_level_evaluation_json(recipe: dict, tmp_path: Path) -> None:
+    from engines.eval.tracks import main as tracks_main
+    from engines.eval.tracks import smoothed_probabilities
+
+    out = tmp_path / "tracks.json"
+    rc = tracks_main(["--model", str(recipe["manifest"]), "--data",
+                      str(recipe["data"] / "FER2013Valid"), "--sizes", "24",
+                      "--bitrate-kbps", "2000", "--crops", "3", "--limit", "16",
+                      "--clip", str(recipe["clip"]), "--json", str(out), "--threads", "1"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    methods = [r["method"] for r in res["rows"]]
+    assert methods == ["single", "best_confidence", "best_sharpness", "smoother",
+                       "mean_probability", "mean_log_probability", "mean_probability_2"]
+    assert all(r["condition"] == "h264_2000kbps_24px" and r["n"] == 16 for r in res["rows"])
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in res["rows"])
+    # the smoother with equal spacing and no decay is the plain mean of the crops
+    probs = np.random.default_rng(0).dirichlet(np.ones(8), size=(4, 3)).astype(np.float32)
+    names = tuple(f"c{i}" for i in range(8))
+    flat = smoothed_probabilities(probs, names, interval_s=0.0)
+    assert np.allclose(flat, probs.mean(axis=1), atol=1e-5)

@@ -39,7 +39,7 @@ def fit_negative_bias(emotion_logits: np.ndarray, labels: np.ndarray,
 
     Returns:
         ``{"beta", "recall", "false_positive_rate", "accuracy", "grid"}`` at the chosen bias
-        (``beta`` 0.0 when even no bias exceeds ``max_fpr``).
+        (``beta`` 0.0 when even a zero bias exceeds ``max_fpr``).
     """
     rows = []
     for beta in BIAS_GRID:

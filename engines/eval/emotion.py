@@ -45,7 +45,7 @@ from engines.eval.report import command_line, print_table, write_json
 from engines.manifest import ModelManifest
 from engines.preprocess import InputSpecLike, faces_to_input
 from engines.train.degradations import degrade_to_size
-from engines.train.ferplus import FaceDataset, load_dataset
+from engines.train.ferplus import DatasetError, FaceDataset, load_dataset
 
 log = logging.getLogger("engines.eval.emotion")
 LogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -285,6 +285,27 @@ def nonface_heldout_row(model: Any, size_px: int = 48) -> dict[str, Any]:
     return out
 
 
+def _argument_problem(args: argparse.Namespace, manifest: ModelManifest,
+                      names: Sequence[str]) -> str | None:
+    """What is wrong with a combination of arguments argparse cannot see, or None."""
+    if args.limit is not None and args.limit < 1:
+        return f"--limit: expected >= 1, got {args.limit}"
+    if args.degrade != "cctv" and (args.codec != "h264" or args.bitrate_kbps != [1000]):
+        return "--codec and --bitrate-kbps apply to --degrade cctv only"
+    if args.nonface_heldout and manifest.non_face_class is None:
+        return (f"--nonface-heldout: model {manifest.name} has no non-face output "
+                f"(classes {list(manifest.class_names)})")
+    unknown = sorted({c for c in (args.class_map or {}).values() if c not in names})
+    if unknown:
+        return f"--class-map: classes {unknown} are not the model's; expected some of {list(names)}"
+    if args.class_map and args.data.is_dir():
+        folders = {p.name for p in args.data.iterdir() if p.is_dir()}
+        missing = sorted(set(args.class_map) - folders)
+        if missing:
+            return f"--class-map: folders {missing} not found in {args.data}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from engines.emotion_model import EmotionModel, emotion_logits, non_face_probability
     from pipeline.errors import ModelError
@@ -330,10 +351,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     m: ModelManifest = model.manifest
     names = model.class_names
+    problem = _argument_problem(args, m, names)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.layout != "ferplus" and args.class_map and not (args.data / "label.csv").is_file():
         args.layout = "folder"
-    ds = sample_dataset(load_dataset(args.data, args.layout, image_size=48, class_names=names,
-                                     class_map=args.class_map), args.limit, args.seed)
+    try:
+        ds = sample_dataset(load_dataset(args.data, args.layout, image_size=48,
+                                         class_names=names, class_map=args.class_map),
+                            args.limit, args.seed)
+    except DatasetError as err:
+        print(f"error: --data: {err}", file=sys.stderr)
+        return 2
     if ds.class_names != names:
         print(f"error: --data: expected classes {list(names)}, got {list(ds.class_names)}",
               file=sys.stderr)

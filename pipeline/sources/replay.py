@@ -1,8 +1,11 @@
 """Offline replay of recorded footage: every frame, in order, the same on every run.
 
-A file input gives one file; a folder gives every video under it, sorted by path. A file
-that is corrupt, truncated or unsupported raises a :class:`SourceError` naming it;
-:func:`replay_path` turns that into a per-file result so a run carries on with the others.
+A file input gives one file; a folder gives every video under it, sorted by path. Damaged
+packets are skipped and counted, a file cut off part-way is analysed up to the cut, and both
+are recorded in a :class:`DecodeReport` with a warning (an MPEG-TS file has no frame count in
+its header, so a cut-off one is not flagged). A file that cannot be opened or yields no frame
+raises a :class:`SourceError` naming it; :func:`replay_path` turns that into a per-file result
+so a run carries on with the others.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ _CAMERA_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 @dataclass
 class DecodeReport:
-    """What went wrong while decoding one file, filled in as :func:`replay_file` runs."""
+    """What decoding one file met (damage, an early end, timestamp jumps, a display
+    rotation), filled in as :func:`replay_file` runs."""
 
     damaged_packets: int = 0
     timestamp_discontinuities: int = 0
