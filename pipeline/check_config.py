@@ -1,16 +1,22 @@
-"""Validate a config file: ``python -m pipeline.check_config CONFIG``.
+"""Validate a config file: ``python -m pipeline.check_config CONFIG`` (or ``cctv-check-config``).
 
 Exits 0 and prints a one-line summary when the file is valid; exits 2 with a message that
-names the bad field and its YAML line otherwise.
+names the bad field and its YAML line (or the ``CCTV__...`` environment variable that set
+it) otherwise. ``--schema`` prints the config's JSON Schema (draft 2020-12) instead, for
+editors and for checking deployment configs without this package (``check-jsonschema``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipeline.config import AppConfig, load_config
 from pipeline.errors import ConfigError
+from pipeline.url_check import check_camera_url
 
 
 def check_references(config: AppConfig) -> list[str]:
@@ -22,15 +28,37 @@ def check_references(config: AppConfig) -> list[str]:
         problems.append(f"classify.model: file not found: {config.classify.model}")
     if config.enhance.sr_model is not None and not config.enhance.sr_model.is_file():
         problems.append(f"enhance.sr_model: file not found: {config.enhance.sr_model}")
+    for i, camera in enumerate(config.cameras):
+        kind, _ = check_camera_url(camera.url)
+        if kind == "file" and camera.enabled and not Path(
+                urlsplit(camera.url).path if "://" in camera.url else camera.url).is_file():
+            problems.append(f"cameras.{i}.url ({camera.id}): file not found: {camera.url} "
+                            f"(a network camera needs a scheme, e.g. rtsp://host/path)")
     return problems
+
+
+def json_schema() -> dict:
+    """JSON Schema of :class:`AppConfig` as written in YAML (validation mode: defaults
+    optional, unknown keys refused)."""
+    schema = AppConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "CCTV face-emotion pipeline config"
+    return schema
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.check_config", description=__doc__)
-    parser.add_argument("config", help="YAML config file")
+    parser.add_argument("config", nargs="?", help="YAML config file")
     parser.add_argument("--no-files", action="store_true",
                         help="check the schema only, not that model files exist")
+    parser.add_argument("--schema", action="store_true",
+                        help="print the config's JSON Schema and exit")
     args = parser.parse_args(argv)
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2, sort_keys=True))
+        return 0
+    if args.config is None:
+        parser.error("the config file is required (or --schema)")
     try:
         config = load_config(args.config)
     except ConfigError as err:

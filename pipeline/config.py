@@ -1,16 +1,20 @@
 """Typed configuration. Unknown keys are rejected; each stage receives only its own sub-config.
 
-Load with :func:`load_config`, which turns pydantic errors into a :class:`ConfigError` that
-names the bad field and its line in the YAML file.
+Load with :func:`load_config`, which applies environment overrides (``CCTV__REDIS__URL``,
+any key at any depth, read with pydantic-settings) and turns pydantic errors into a
+:class:`ConfigError` that names the bad field and its line in the YAML file (or the
+environment variable that set it).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from pipeline.errors import ConfigError
 from pipeline.url_check import check_camera_url
@@ -320,13 +324,26 @@ class AlertsConfig(StrictModel):
 
 
 class MetricsConfig(StrictModel):
+    """The HTTP server of ``pipeline.run``: Prometheus ``/metrics`` and the health endpoints
+    ``/livez``, ``/readyz`` and ``/status`` (see pipeline/health_server.py)."""
+
     port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
-        default=None, description="serve Prometheus /metrics on this port; null = off")
-    host: str = "127.0.0.1"
+        default=None, description="serve /metrics, /livez, /readyz and /status on this port "
+        "(0 picks a free one); null = off")
+    host: str = Field(
+        default="127.0.0.1", min_length=1,
+        description="bind address: loopback by default; 0.0.0.0 (or ::) for all interfaces, "
+        "as the container images set it")
+    liveness_timeout_s: PositiveFloat = Field(
+        default=30.0, description="/livez fails when the run loop has not ticked for this "
+        "long (it ticks every 0.2 s) or a worker thread has died")
 
 
 class LoggingConfig(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line with station and camera "
+        "fields (pipeline.run), secrets masked as in text")
 
 
 class StationConfig(StrictModel):
@@ -399,19 +416,23 @@ def _line_of(tree: object, loc: tuple) -> int | None:
     return line
 
 
-def _format_errors(err: ValidationError, tree: object, source: str) -> str:
+def _format_errors(err: ValidationError, tree: object, source: str,
+                   env_paths: dict[tuple[str, ...], str] | None = None) -> str:
     parts = []
     for item in err.errors():
         loc = tuple(item["loc"])
         field = ".".join(str(p) for p in loc) or "<root>"
-        line = _line_of(tree, loc)
-        where = f"{source}:{line}" if line else source
+        env_name = _env_name_of(env_paths or {}, loc)
+        if env_name is not None:
+            where = f"environment {env_name}"
+        else:
+            line = _line_of(tree, loc)
+            where = f"{source}:{line}" if line else source
         parts.append(f"{where}: {field}: {item['msg']}")
     return "; ".join(parts)
 
 
-def parse_config(text: str, source: str = "<string>") -> AppConfig:
-    """Parse YAML text into an :class:`AppConfig`, raising ConfigError naming the bad field."""
+def _load_tree(text: str, source: str) -> dict:
     try:
         tree = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as err:
@@ -421,16 +442,102 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
     if not isinstance(tree, dict):
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(tree).__name__}")
+    return tree
+
+
+def _validate(tree: dict, source: str,
+              env_paths: dict[tuple[str, ...], str] | None = None) -> AppConfig:
     try:
         return AppConfig.model_validate(_strip_lines(tree))
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, tree, source)) from err
+        raise ConfigError(_format_errors(err, tree, source, env_paths)) from err
+
+
+def parse_config(text: str, source: str = "<string>") -> AppConfig:
+    """Parse YAML text into an :class:`AppConfig`, raising ConfigError naming the bad field.
+    No environment overrides are applied here (see :func:`load_config`)."""
+    return _validate(_load_tree(text, source), source)
+
+
+# -- environment overrides -----------------------------------------------------------------
+ENV_PREFIX = "CCTV__"
+ENV_DELIMITER = "__"
+
+
+class _EnvSettings(BaseSettings, AppConfig):
+    """AppConfig's shape for pydantic-settings: ``CCTV__<SECTION>__<KEY>`` (any depth) sets
+    one key; lists and mappings take JSON (``CCTV__CAMERAS='[{"id": ...}]'``); ``null``
+    sets None. Only used to read the environment, never instantiated."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER,
+                                      case_sensitive=False, env_parse_none_str="null",
+                                      extra="forbid", frozen=True)
+
+
+def _leaf_paths(node: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(node, dict) and node:
+        return [p for key, value in node.items() for p in _leaf_paths(value, (*prefix, key))]
+    return [prefix]
+
+
+def _env_name_of(env_paths: dict[tuple[str, ...], str], loc: tuple) -> str | None:
+    """The variable that set ``loc`` or one of its parents (a JSON value), if any."""
+    parts = tuple(str(p) for p in loc)
+    for length in range(len(parts), 0, -1):
+        name = env_paths.get(parts[:length])
+        if name is not None:
+            return name
+    # an error on a mapping whose keys all came from the environment (e.g. a missing field)
+    below = [name for path, name in env_paths.items() if path[:len(parts)] == parts]
+    return below[0] if parts and len(below) == 1 else None
+
+
+def _merge(tree: dict, overrides: dict) -> None:
+    """Deep-merge ``overrides`` into the YAML ``tree`` in place (mappings merge, the rest
+    is replaced); the tree's line records stay for the keys the environment did not set."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value)
+        else:
+            tree[key] = value
+            tree.setdefault("__lines__", {}).pop(key, None)
+
+
+def environment_overrides() -> tuple[dict, dict[tuple[str, ...], str]]:
+    """Config values set by ``CCTV__...`` variables of ``os.environ`` (read with
+    pydantic-settings). Returns the nested overrides and, per overridden key path, the
+    variable that set it. Raises ConfigError for a variable that names no config section
+    or holds JSON that does not parse."""
+    sections = set(AppConfig.model_fields)
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section = name[len(ENV_PREFIX):].split(ENV_DELIMITER, 1)[0].lower()
+        if section not in sections:
+            raise ConfigError(f"environment {name}: no config section {section!r} (expected "
+                              f"one of {', '.join(sorted(sections))})")
+    try:
+        overrides = EnvSettingsSource(_EnvSettings)()
+    except SettingsError as err:
+        raise ConfigError(f"environment {ENV_PREFIX}...: {err}") from err
+    env_paths = {path: ENV_PREFIX + ENV_DELIMITER.join(path).upper()
+                 for path in _leaf_paths(overrides)}
+    return overrides, env_paths
 
 
 def load_config(path: str | Path) -> AppConfig:
+    """Load a YAML config, then apply ``CCTV__<SECTION>__<KEY>`` environment overrides
+    (environment wins; e.g. ``CCTV__REDIS__URL``, ``CCTV__METRICS__HOST``).
+
+    Raises ConfigError naming the bad field and its YAML line, or the environment variable
+    that set it; or when the file cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
-    return parse_config(text, source=str(path))
+    source = str(path)
+    tree = _load_tree(text, source)
+    overrides, env_paths = environment_overrides()
+    _merge(tree, overrides)
+    return _validate(tree, source, env_paths)

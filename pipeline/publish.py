@@ -14,14 +14,21 @@ what it acknowledged and then lost (evicted streams, a restart without data). Ea
 counted in the run metrics as it is found (``redis_entries_lost``, ``redis_streams_lost``, per
 camera, ``station`` for the alerts stream); the not-delivered totals are added when the
 publisher stops (``events_not_delivered``, ``alerts_not_delivered``, camera ``all``).
+
+For ``/status`` and the metrics, :meth:`EventOutput.state` returns an :class:`OutputState`
+snapshot taken on the owning thread after each call, so readers on other threads never wait
+for a Redis round trip. The frame-to-publish latency of each event is observed in the run
+metrics (``cctv_event_latency_seconds``) as it is handed to the publisher.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pipeline.config import AppConfig
 from pipeline.metrics import RunMetrics
@@ -32,6 +39,31 @@ from pipeline.sinks.loss import StreamLoss
 from pipeline.sinks.publisher import EventPublisher, PublisherStats
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputState:
+    """The output as last seen by its owning thread. ``publisher`` is None before the
+    publisher started. Times are Unix wall-clock seconds: ``last_event_frame_ts_s`` is the
+    decode time of the frame of each camera's last event, ``last_event_publish_ts_s`` when
+    that event was handed to the publisher."""
+
+    publisher: PublisherStats | None
+    spool_depth_bytes: int
+    spool_max_messages: int
+    spool_max_bytes: int
+    last_event_frame_ts_s: Mapping[str, float] = field(default_factory=dict)
+    last_event_publish_ts_s: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def spool_accepting(self) -> bool:
+        """The spool is below both of its limits (at a limit it drops its oldest entries)."""
+        depth = self.publisher.spool_depth if self.publisher is not None else 0
+        return depth < self.spool_max_messages and self.spool_depth_bytes < self.spool_max_bytes
+
+    @property
+    def redis_up(self) -> bool:
+        return self.publisher is not None and self.publisher.redis_up
 
 
 class EventOutput:
@@ -48,6 +80,11 @@ class EventOutput:
                                    camera_ids=[c.id for c in config.cameras] or None)
         self._final: PublisherStats | None = None
         self.top_emotions: Counter[str] = Counter()
+        self._state_lock = threading.Lock()
+        self._last_frame_ts: dict[str, float] = {}
+        self._last_publish_ts: dict[str, float] = {}
+        self._state = OutputState(None, 0, config.spool.max_messages,
+                                  int(config.spool.max_mb * 1024 * 1024))
 
     def __enter__(self) -> EventOutput:
         url = None
@@ -64,6 +101,7 @@ class EventOutput:
         except BaseException:
             self._stop_embedded()
             raise
+        self._snapshot()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -72,6 +110,7 @@ class EventOutput:
                 with self._lock:
                     self._publisher.stop()
                 stats = self._final = self._publisher.stats()
+                self._snapshot()
                 log.info("publisher: %s", stats)
                 self._metrics.count("all", "events_not_delivered", stats.events_not_delivered)
                 self._metrics.count("all", "alerts_not_delivered", stats.alerts_not_delivered)
@@ -133,6 +172,10 @@ class EventOutput:
             for event in events:
                 smoothed, alerts = self._alerts.observe(event)
                 self._publisher.publish_event(event, smoothed)
+                now = time.time()
+                self._metrics.observe_event_latency(now - event.wall_ts_s)
+                self._last_frame_ts[event.camera_id] = event.wall_ts_s
+                self._last_publish_ts[event.camera_id] = now
                 self.top_emotions[event.emotion.top_class] += 1
                 for alert in alerts:
                     log.warning("ALERT %s", alert.summary)
@@ -141,11 +184,31 @@ class EventOutput:
             for track_id in ended_track_ids:
                 self._alerts.end_track(camera_id, track_id)
             self._publisher.poll()
+            self._snapshot()
 
     def poll(self) -> None:
         with self._lock:
             self._publisher.poll()
+            self._snapshot()
 
     def flush(self) -> None:
         with self._lock:
             self._publisher.flush()
+            self._snapshot()
+
+    def state(self) -> OutputState:
+        """The latest snapshot; safe from any thread, never blocks on Redis."""
+        with self._state_lock:
+            return self._state
+
+    def _snapshot(self) -> None:
+        """Refresh :meth:`state`; called by the owning thread after each operation."""
+        publisher = self._publisher
+        if publisher is None:
+            return
+        stats = self._final or publisher.stats()
+        state = OutputState(stats, publisher.spool.stats().depth_bytes,
+                            self._state.spool_max_messages, self._state.spool_max_bytes,
+                            dict(self._last_frame_ts), dict(self._last_publish_ts))
+        with self._state_lock:
+            self._state = state

@@ -30,12 +30,15 @@ from pipeline.classify import ClassifiedFace, EmotionStage
 from pipeline.config import AppConfig, CameraConfig
 from pipeline.detect import create_detector
 from pipeline.errors import PipelineError, SourceError
+from pipeline.health_server import ProbeResult
 from pipeline.metrics import RunMetrics, StageTiming
+from pipeline.output_metrics import OutputStateCollector
 from pipeline.publish import EventOutput
 from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
 from pipeline.records import FaceEvent, Frame
 from pipeline.sources import (
     CameraHealthCollector,
+    CameraState,
     DecodeReport,
     SupervisedCamera,
     camera_id_for,
@@ -205,6 +208,8 @@ def _classify(emotion: EmotionStage, crops: list[CropRequest],
         return []
     with metrics.time_stage("enhance+classify"):
         classified = emotion.process(crops)
+    for camera_id, n in Counter(crop.camera_id for crop in crops).items():
+        metrics.count(camera_id, "crops_classified", n)
     rejected = 0
     for face in classified:
         if not face.is_face:
@@ -287,6 +292,9 @@ class LiveRunner:
     :class:`~pipeline.channel.AnalysisChannel` (crops may be dropped under load, markers
     never), then as ``(camera, events, ended)`` operations on a blocking queue to the output
     thread, so each track's events reach the smoother and Redis in the order replay gives.
+
+    For the health endpoints (pipeline/health_server.py) it answers :meth:`liveness`,
+    :meth:`readiness` and :meth:`status` from snapshots, on any thread.
     """
 
     def __init__(self, config: AppConfig) -> None:
@@ -299,6 +307,11 @@ class LiveRunner:
         self._channel: AnalysisChannel | None = None
         self._ops: BlockingQueue[OutputOp] | None = None
         self._workers: list[threading.Thread] = []
+        # for the health endpoints (read by other threads; each is one assignment)
+        self._phase = "starting"  # starting | running | stopping | stopped
+        self._heartbeat = time.monotonic()
+        self._started_wall = time.time()
+        self._output: EventOutput | None = None
 
     @property
     def cameras(self) -> dict[str, SupervisedCamera]:
@@ -313,15 +326,27 @@ class LiveRunner:
         cameras = [c for c in config.cameras if c.enabled]
         if not cameras:
             raise PipelineError("no enabled cameras in the config")
-        self.metrics.registry.register(
+        self.metrics.register(
             CameraHealthCollector(lambda: [c.health() for c in list(self._cameras.values())]))
+        self.metrics.register(OutputStateCollector(
+            lambda: self._output.state() if self._output is not None else None))
         if config.metrics.port is not None:
-            self.metrics.serve(config.metrics.port, config.metrics.host)
+            self.metrics.serve(config.metrics.port, config.metrics.host, probes=self)
+        try:
+            self._run(cameras, duration_s, status_interval_s)
+        finally:
+            self._phase = "stopped"
+            self.metrics.close()
+
+    def _run(self, cameras: list[CameraConfig], duration_s: float | None,
+             status_interval_s: float) -> None:
+        config = self.config
         with ExitStack() as stack:
             emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px)
             emotion.start()
             stack.callback(emotion.stop)
             output = stack.enter_context(EventOutput(config, self.metrics, emotion.class_names))
+            self._output = output
             self._channel = AnalysisChannel(max_crops=config.classify.max_batch_size * 8)
             # the output thread must keep up; when it cannot, the emotion worker waits here
             # and crops pile up (and are dropped, counted) in the channel instead
@@ -346,13 +371,16 @@ class LiveRunner:
                              _spawn("output", self._output_worker, output)]
             deadline = None if duration_s is None else time.monotonic() + duration_s
             next_status = time.monotonic() + status_interval_s
+            self._phase = "running"
             while not self._stop.is_set():
+                self._heartbeat = time.monotonic()
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 self._stop.wait(0.2)
                 if time.monotonic() >= next_status:
                     next_status += status_interval_s
                     self._log_status(output)
+            self._phase = "stopping"
             self._stop.set()
 
     def _join_all(self) -> None:
@@ -461,6 +489,114 @@ class LiveRunner:
             except Exception:
                 log.exception("camera %s: output of %d events failed", camera_id, len(events))
                 self.metrics.count(camera_id, "output_errors")
+
+    # -- health endpoints (pipeline/health_server.py) ---------------------------------------
+    def all_cameras_failed(self) -> bool:
+        """True once the run is going and every enabled camera failed for good: it could not
+        be constructed, or its supervisor gave up (state FAILED)."""
+        if self._phase != "running":
+            return False
+        return all(camera.health().state is CameraState.FAILED
+                   for camera in list(self._cameras.values()))
+
+    def liveness(self) -> ProbeResult:
+        """Alive unless the run loop stopped ticking for ``metrics.liveness_timeout_s`` or
+        the emotion or output worker thread died. Start-up and shutdown count as alive."""
+        phase = self._phase
+        if phase != "running":
+            return ProbeResult(True, phase)
+        age_s = time.monotonic() - self._heartbeat
+        if age_s > self.config.metrics.liveness_timeout_s:
+            return ProbeResult(False, f"run loop has not ticked for {age_s:.1f} s")
+        dead = [t.name for t in self._workers if not t.is_alive()]
+        if dead:
+            return ProbeResult(False, f"worker thread(s) died: {', '.join(dead)}")
+        return ProbeResult(True, "running")
+
+    def readiness(self) -> ProbeResult:
+        """Ready when running, with at least one camera that has not failed for good, and
+        output accepted: Redis reachable or the spool below its limits."""
+        if self._phase != "running":
+            return ProbeResult(False, self._phase)
+        if self.all_cameras_failed():
+            return ProbeResult(False, "every camera failed")
+        output = self._output
+        state = output.state() if output is not None else None
+        if state is None or state.publisher is None:
+            return ProbeResult(False, "output not started")
+        if not state.redis_up and not state.spool_accepting:
+            return ProbeResult(False, "redis unreachable and the spool is full")
+        return ProbeResult(True, "redis up" if state.redis_up else
+                           "redis unreachable; spooling to disk")
+
+    def status(self) -> dict[str, object]:
+        """JSON-ready snapshot for ``/status``: run phase, per camera state, decoded and
+        analysed fps, frame and crop drops, last event time; publisher and spool state.
+        Times are Unix seconds, rates per second."""
+        output = self._output
+        state = output.state() if output is not None else None
+        last_frame = state.last_event_frame_ts_s if state is not None else {}
+        last_publish = state.last_event_publish_ts_s if state is not None else {}
+        analysers = {t.name.removeprefix("analyse-"): t.is_alive() for t in
+                     self._camera_threads if t.name.startswith("analyse-")}
+        cameras: dict[str, object] = {}
+        for camera_id, camera in list(self._cameras.items()):
+            health = camera.health()
+            cameras[camera_id] = {
+                "state": health.state.value,
+                "state_since_ts_s": round(health.state_since_wall_ts_s, 3),
+                "url": health.url,
+                "decoded_fps": round(health.fps, 2),
+                "analysed_fps": round(self.metrics.rate("frames_analysed", camera_id), 2),
+                "analysis_running": analysers.get(camera_id, False),
+                "frames_decoded": health.frames_decoded,
+                "frames_analysed": self.metrics.total("frames_analysed", camera_id),
+                "frames_dropped": health.frames_dropped,
+                "crops_dropped": self.metrics.total("crops_dropped", camera_id),
+                "faces_detected": self.metrics.total("faces_detected", camera_id),
+                "events": self.metrics.total("events", camera_id),
+                "alerts": self.metrics.total("alerts", camera_id),
+                "reconnects": health.reconnects,
+                "errors": health.errors,
+                "decode_errors": health.decode_errors,
+                "last_error": health.last_error,
+                "last_frame_ts_s": health.last_frame_wall_ts_s,
+                "last_event_frame_ts_s": last_frame.get(camera_id),
+                "last_event_publish_ts_s": last_publish.get(camera_id),
+            }
+        for camera_id, reason in self.failed_cameras.items():
+            cameras[camera_id] = {"state": "not_started", "last_error": reason}
+        publisher: dict[str, object] | None = None
+        spool: dict[str, object] | None = None
+        if state is not None and state.publisher is not None:
+            stats = state.publisher
+            publisher = {
+                "redis_up": stats.redis_up,
+                "events_queued": stats.queued_events, "events_published": stats.published_events,
+                "alerts_queued": stats.queued_alerts, "alerts_published": stats.published_alerts,
+                "events_not_delivered": stats.events_not_delivered,
+                "alerts_not_delivered": stats.alerts_not_delivered,
+                "write_failures": stats.write_failures,
+                "rejected": stats.rejected_events + stats.rejected_alerts,
+                "entries_lost": stats.entries_lost, "server_restarts": stats.server_restarts,
+            }
+            spool = {
+                "dir": str(self.config.spool.dir), "depth": stats.spool_depth,
+                "depth_bytes": state.spool_depth_bytes,
+                "max_messages": state.spool_max_messages, "max_bytes": state.spool_max_bytes,
+                "accepting": state.spool_accepting,
+                "dropped": stats.dropped_events + stats.dropped_alerts,
+                "spooled": stats.spooled, "flushed": stats.flushed_from_spool,
+            }
+        live, ready = self.liveness(), self.readiness()
+        return {
+            "station": self.config.station.id, "phase": self._phase,
+            "started_ts_s": round(self._started_wall, 3),
+            "uptime_s": round(time.time() - self._started_wall, 3),
+            "live": {"ok": live.ok, "reason": live.reason},
+            "ready": {"ok": ready.ok, "reason": ready.reason},
+            "cameras": cameras, "publisher": publisher, "spool": spool,
+        }
 
     def _log_status(self, output: EventOutput) -> None:
         for camera_id, camera in self._cameras.items():

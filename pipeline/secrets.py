@@ -3,10 +3,12 @@ config, are inserted into URLs only at the moment of connecting, and are masked 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
+from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pipeline.config import CredentialsConfig
@@ -94,8 +96,48 @@ def url_with_credentials(url: str, username: str | None, password: str | None) -
     return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Root logging with secret masking on every handler. Call once from an entry point."""
+_CAMERA_THREAD = re.compile(r"^(?:decode|analyse|open)-(?P<camera>[A-Za-z0-9_.-]{1,64})$")
+_CAMERA_MESSAGE = re.compile(r"^camera (?P<camera>[A-Za-z0-9_.-]{1,64})[:\s]")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (ISO 8601, UTC), ``level``, ``logger``, ``message``,
+    ``station``, ``camera`` (when the line is about one: the record's ``camera`` attribute,
+    else a camera thread's name, else a message starting ``camera <id>``), ``thread`` and,
+    with an exception, ``exception``. Message and exception are masked again here, so a
+    handler without :class:`SecretMaskingFilter` still leaks nothing registered."""
+
+    def __init__(self, station: str | None = None) -> None:
+        super().__init__()
+        self._station = station
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = mask_secrets(record.getMessage())
+        payload: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": message,
+            "station": self._station, "camera": _camera_of(record, message),
+            "thread": record.threadName,
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["exception"] = mask_secrets(record.exc_text)
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def _camera_of(record: logging.LogRecord, message: str) -> str | None:
+    camera = getattr(record, "camera", None)
+    if camera:
+        return str(camera)
+    match = _CAMERA_THREAD.match(record.threadName or "") or _CAMERA_MESSAGE.match(message)
+    return match["camera"] if match else None
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", station: str | None = None) -> None:
+    """Root logging with secret masking on every handler. Call once from an entry point.
+    ``fmt`` "json" writes :class:`JsonLogFormatter` lines tagged with ``station``."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
@@ -105,4 +147,6 @@ def setup_logging(level: str = "INFO") -> None:
     for handler in root.handlers:
         if not any(isinstance(f, SecretMaskingFilter) for f in handler.filters):
             handler.addFilter(SecretMaskingFilter())
+        if fmt == "json":
+            handler.setFormatter(JsonLogFormatter(station))
     root.setLevel(level)

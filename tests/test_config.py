@@ -109,6 +109,11 @@ def test_reversed_sr_band_refused() -> None:
     ("rtsp://10.0.0.5:99999/s", "bad port"),
     ("rtsp://10.0.0.5:0/s", "port 0"),
     ("rtsp://10.0.0.5:abc/s", "bad port"),
+    ("rtsp:/10.0.0.5/stream1", "mistyped '://'"),
+    ("rtsp//10.0.0.5/stream1", "mistyped '://'"),
+    ("rtsp:10.0.0.5/stream1", "mistyped '://'"),
+    ('"rtsp://10.0.0 .5/stream1"', "white space in the host"),
+    ("rtsp://10.0.0.256/stream1", "bad IPv4 address"),
 ])
 def test_camera_url_typos_are_named_with_field_and_line(tmp_path: Path, url: str,
                                                         reason: str) -> None:
@@ -118,3 +123,13 @@ def test_camera_url_typos_are_named_with_field_and_line(tmp_path: Path, url: str
     result = _run_check(path, "--no-files")
     assert result.returncode == 2
     assert f"{path}:6: cameras.1.url" in result.stderr and reason in result.stderr
+
+
+def test_file_camera_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    """A network address without a scheme reads as a file path: check_config says so."""
+    path = tmp_path / "station.yaml"
+    path.write_text("station: {id: s1}\ncameras:\n  - {id: lobby, url: 10.0.0.5/stream1}\n")
+    result = _run_check(path)
+    assert result.returncode == 2
+    assert "cameras.0.url (lobby): file not found: 10.0.0.5/stream1" in result.stderr
+    assert "needs a scheme" in result.stderr
