@@ -28,13 +28,21 @@ def check_references(config: AppConfig) -> list[str]:
         problems.append(f"classify.model: file not found: {config.classify.model}")
     if config.enhance.sr_model is not None and not config.enhance.sr_model.is_file():
         problems.append(f"enhance.sr_model: file not found: {config.enhance.sr_model}")
+    return problems
+
+
+def camera_file_warnings(config: AppConfig) -> list[str]:
+    """File cameras whose file is not there now. A warning, not an error: the file may be
+    mounted or recorded later (the demo builds its clip on demand); but an address typed
+    without a scheme (``10.0.0.5/stream1``) is read as a file path and shows up here."""
+    warnings = []
     for i, camera in enumerate(config.cameras):
         kind, _ = check_camera_url(camera.url)
-        if kind == "file" and camera.enabled and not Path(
-                urlsplit(camera.url).path if "://" in camera.url else camera.url).is_file():
-            problems.append(f"cameras.{i}.url ({camera.id}): file not found: {camera.url} "
+        path = urlsplit(camera.url).path if "://" in camera.url else camera.url
+        if kind == "file" and camera.enabled and not Path(path).is_file():
+            warnings.append(f"cameras.{i}.url ({camera.id}): file not found: {camera.url} "
                             f"(a network camera needs a scheme, e.g. rtsp://host/path)")
-    return problems
+    return warnings
 
 
 def json_schema() -> dict:
@@ -69,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"invalid config: {args.config}: {problem}", file=sys.stderr)
         return 2
+    for warning in [] if args.no_files else camera_file_warnings(config):
+        print(f"warning: {args.config}: {warning}", file=sys.stderr)
     cameras = ", ".join(c.id for c in config.cameras) or "none"
     print(f"{args.config}: valid (station {config.station.id}; cameras: {cameras}; "
           f"detector {config.detector.backend}; enhance {config.enhance.method})")

@@ -130,6 +130,7 @@ def test_file_camera_that_does_not_exist_is_named(tmp_path: Path) -> None:
     path = tmp_path / "station.yaml"
     path.write_text("station: {id: s1}\ncameras:\n  - {id: lobby, url: 10.0.0.5/stream1}\n")
     result = _run_check(path)
-    assert result.returncode == 2
+    assert result.returncode == 0  # a warning: the file may appear later (the demo's does)
+    assert "warning:" in result.stderr
     assert "cameras.0.url (lobby): file not found: 10.0.0.5/stream1" in result.stderr
     assert "needs a scheme" in result.stderr
