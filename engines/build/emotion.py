@@ -71,8 +71,9 @@ def calibrate(manifest: ModelManifest, logits_fn: Any, dataset: Any, calib_data:
     names = dataset.class_names
     bias_fit = None
     if negative_max_fpr is not None and cctv:
-        bias_fit = fit_negative_bias(emotion_logits(raw[cctv[0].name], manifest), dataset.labels,
-                                     names, negative_max_fpr)
+        bias_fit = fit_negative_bias(
+            {k: emotion_logits(v, manifest) for k, v in raw.items()}, dataset.labels, names,
+            negative_max_fpr, report=cctv[0].name)
         beta = bias_fit["beta"]
         manifest = replace(manifest, logit_bias=tuple(float(v) for v in negative_bias_vector(
             manifest.class_names, beta)))
@@ -121,10 +122,11 @@ def build_emotion(checkpoint: Path, out_base: Path, calib_data: Path | None = No
 
     ``tta_hflip`` bakes mirror-image averaging into the exported network (architecture).
     ``cctv_points`` ((size px, kbps), ...) add camera-simulated conditions to the clean sizes
-    for the temperature and thresholds; the first is where the negative-emotion logit
-    adjustment is fitted when ``negative_max_fpr`` is given (see
-    :mod:`engines.build.emotion_calibration`). A checkpoint with a ``non_face_class`` output
-    gets the threshold that rejects ``non_face_max_reject`` of the calibration faces.
+    for the temperature and thresholds. With ``negative_max_fpr`` the negative-emotion logit
+    adjustment is fitted so that no condition exceeds that false-positive rate; its recall is
+    reported at the first camera point (see :mod:`engines.build.emotion_calibration`). A
+    checkpoint with a ``non_face_class`` output gets the threshold that rejects
+    ``non_face_max_reject`` of the calibration faces.
     """
     t0 = time.time()
     torch.set_num_threads(threads)
