@@ -70,6 +70,9 @@ class CameraConfig(StrictModel):
         default=5.0, description="detections per second of video; null analyses every frame")
     roi_polygons: list[list[PointXY]] = Field(
         default_factory=list, description="regions of interest in frame pixels; empty = all")
+    hwaccel: Literal["none", "cuda", "vaapi", "qsv", "videotoolbox"] = Field(
+        default="none", description="decode on this device (frames come back to system "
+        "memory); when it cannot be opened the camera logs it once and decodes in software")
 
     @field_validator("url")
     @classmethod

@@ -250,7 +250,7 @@ def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
                      camera.analysis_fps or "every frame")
             report = DecodeReport()
             frames = replay_file(path, camera_id=camera.id, realtime=options.realtime,
-                                 source=config.source, report=report)
+                                 source=config.source, report=report, hwaccel=camera.hwaccel)
             try:
                 _replay_file(config, camera, frames, emotion, output, metrics, summary,
                              annotator)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -278,3 +279,63 @@ def test_live_file_camera_turns_frames_upright(tmp_path: Path) -> None:
         thread.join(timeout=10)
     assert frame.image_bgr.shape == upright[0].shape
     assert np.abs(frame.image_bgr.astype(int) - upright[frame.index % 10]).mean() < 6
+
+
+def test_hardware_decode_falls_back_to_software_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """hwaccel: cuda where no CUDA device can be opened (CPU machines, CI): the frames are
+    decoded in software and the fallback is logged; on a GPU machine the device is used."""
+    import av.codec.hwaccel
+
+    path = write_with_pts(tmp_path / "hw.mp4", pattern_frames(10), list(range(10)))
+    try:
+        av.open(str(path), hwaccel=av.codec.hwaccel.HWAccel(device_type="cuda")).close()
+        device_opens = True
+    except (av.error.FFmpegError, OSError):
+        device_opens = False
+    frames = list(replay_file(path, hwaccel="cuda"))
+    plain = list(replay_file(path))
+    assert len(frames) == 10 and frames[0].image_bgr.shape == (96, 160, 3)
+    for hw, sw in zip(frames, plain, strict=True):
+        diff = np.abs(hw.image_bgr.astype(int) - sw.image_bgr).mean()
+        # software fallback: the very same frames; a device: the same picture up to rounding
+        assert diff < (2.0 if device_opens else 1e-9)
+    fallbacks = [r.getMessage() for r in caplog.records if "hardware decoding" in r.getMessage()]
+    assert len(fallbacks) == (0 if device_opens else 1)
+
+
+def test_live_camera_stays_on_software_after_the_device_failed(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture
+                                                               ) -> None:
+    import threading
+
+    import av.codec.hwaccel
+
+    from pipeline.config import CameraConfig, SourceConfig
+    from pipeline.queues import LatestQueue
+    from pipeline.sources import SupervisedCamera
+
+    try:
+        av.open(str(write_with_pts(tmp_path / "probe.mp4", pattern_frames(3), [0, 1, 2])),
+                hwaccel=av.codec.hwaccel.HWAccel(device_type="cuda")).close()
+        pytest.skip("a CUDA device opens here: nothing falls back")
+    except (av.error.FFmpegError, OSError):
+        pass
+    path = write_with_pts(tmp_path / "loop.mp4", pattern_frames(10), list(range(10)))
+    queue: LatestQueue = LatestQueue(64)
+    stop = threading.Event()
+    camera = SupervisedCamera(CameraConfig(id="hw", url=str(path), hwaccel="cuda"),
+                              SourceConfig(), queue, stop)
+    thread = threading.Thread(target=camera.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while camera.health().frames_decoded < 25 and time.monotonic() < deadline:
+            time.sleep(0.05)  # more than one pass: the file was reopened at least once
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert camera.health().frames_decoded >= 25 and camera.health().errors == 0
+    fallbacks = [r for r in caplog.records if "hardware decoding (cuda) unavailable" in
+                 r.getMessage()]
+    assert len(fallbacks) == 1, "logged once, then the camera stays on software"

@@ -33,7 +33,7 @@ from pipeline.sources.decode import (
     StreamClock,
     describe_av_error,
     display_rotation_deg,
-    open_input,
+    open_with_fallback,
     to_bgr,
 )
 from pipeline.sources.health import CameraHealth, CameraState, HealthTracker
@@ -67,6 +67,7 @@ class SupervisedCamera:
         self._next_index = 0
         self._last_ts_ms: float | None = None
         self._segment = 0  # see Frame.segment
+        self._hwaccel = camera.hwaccel  # "none" after the device failed once
         self._last_ts_monotonic = 0.0
 
     @property
@@ -154,7 +155,13 @@ class SupervisedCamera:
 
         def open_now() -> None:
             try:
-                container = open_input(url, self.source_url, self.source, self._read_poll_s)
+                container, hw_failure = open_with_fallback(
+                    url, self.source_url, self.source, self._read_poll_s, self._hwaccel)
+                if hw_failure is not None:
+                    log.warning("camera %s: hardware decoding (%s) unavailable, decoding in "
+                                "software from now on: %s", self.camera_id, self._hwaccel,
+                                hw_failure)
+                    self._hwaccel = "none"
             except BaseException as err:  # handed to the camera thread below
                 outcome["error"] = err
                 return

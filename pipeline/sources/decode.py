@@ -37,16 +37,25 @@ def demuxer_options(source_url: SourceUrl, source: SourceConfig) -> dict[str, st
 
 
 def open_input(url: str, source_url: SourceUrl, source: SourceConfig,
-               read_timeout_s: float | None) -> av.container.InputContainer:
+               read_timeout_s: float | None,
+               hwaccel: str = "none") -> av.container.InputContainer:
     """Open ``url`` (the connect URL) for reading; errors name ``source_url.display`` only.
 
     ``read_timeout_s`` bounds each blocking read: PyAV raises ``av.error.ExitError`` when no
     data arrives for that long, and the container stays usable for the next read.
+    ``hwaccel`` (``cuda``, ``vaapi``, ``qsv``...) decodes on that device, frames downloaded to
+    system memory; FFmpeg itself falls back to software for streams the device cannot decode,
+    but a device that cannot be opened at all raises (see :func:`open_with_fallback`).
     """
     started = time.monotonic()
+    extra = {}
+    if hwaccel != "none":
+        from av.codec.hwaccel import HWAccel
+
+        extra["hwaccel"] = HWAccel(device_type=hwaccel, allow_software_fallback=True)
     try:
         container = av.open(url, mode="r", options=demuxer_options(source_url, source),
-                            timeout=(source.open_timeout_s, read_timeout_s))
+                            timeout=(source.open_timeout_s, read_timeout_s), **extra)
     except av.error.ProtocolNotFoundError as err:
         raise PermanentSourceError(f"cannot open {source_url.display}: protocol "
                                    f"{source_url.scheme!r} not supported by FFmpeg") from err
@@ -64,6 +73,24 @@ def open_input(url: str, source_url: SourceUrl, source: SourceConfig,
         container.close()
         raise PermanentSourceError(f"cannot open {source_url.display}: no video stream")
     return container
+
+
+def open_with_fallback(url: str, source_url: SourceUrl, source: SourceConfig,
+                       read_timeout_s: float | None,
+                       hwaccel: str) -> tuple[av.container.InputContainer, str | None]:
+    """:func:`open_input` with ``hwaccel``, and in software when that fails.
+
+    Returns the container and, when the hardware open failed but the software one worked,
+    the reason (the caller logs it once and stays on software). When both fail, the software
+    error is raised: it is the one that says what is wrong with the input.
+    """
+    if hwaccel == "none":
+        return open_input(url, source_url, source, read_timeout_s), None
+    try:
+        return open_input(url, source_url, source, read_timeout_s, hwaccel), None
+    except SourceError as hw_err:
+        container = open_input(url, source_url, source, read_timeout_s)
+        return container, str(hw_err)
 
 
 def frame_ts_s(frame: av.video.VideoFrame) -> float | None:

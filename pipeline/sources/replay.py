@@ -28,7 +28,7 @@ from pipeline.sources.decode import (
     StreamClock,
     describe_av_error,
     display_rotation_deg,
-    open_input,
+    open_with_fallback,
     to_bgr,
 )
 from pipeline.sources.urls import SourceUrl
@@ -112,7 +112,7 @@ def list_videos(input_path: Path | str) -> list[Path]:
 def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: bool = False,
                 stop_event: threading.Event | None = None,
                 source: SourceConfig | None = None,
-                report: DecodeReport | None = None) -> Iterator[Frame]:
+                report: DecodeReport | None = None, hwaccel: str = "none") -> Iterator[Frame]:
     """Yield every frame of one file: index 0, 1, 2...; ``ts_ms`` from pts, starting at 0.
 
     Stream time never goes backwards: a timestamp discontinuity (restart, wrap-around, a
@@ -122,6 +122,7 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
     decoded so far and a warning. Frames are turned upright by the display matrix. All of
     it is recorded in ``report``. ``realtime`` paces delivery so frame ``ts_ms`` matches a
     monotonic clock started at the first frame; ``stop_event`` stops early without error.
+    ``hwaccel`` decodes on a device (``cuda``...), in software when it cannot be opened.
 
     Raises:
         SourceError: naming the file, when it cannot be opened or no frame decodes.
@@ -131,7 +132,10 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
     source = source or SourceConfig()
     report = report if report is not None else DecodeReport()
     source_url = SourceUrl(kind="file", scheme="file", target=str(path), display=str(path))
-    container = open_input(str(path), source_url, source, read_timeout_s=None)
+    container, hw_failure = open_with_fallback(str(path), source_url, source, None, hwaccel)
+    if hw_failure is not None:
+        log.warning("%s: hardware decoding (%s) unavailable, decoding in software: %s", path,
+                    hwaccel, hw_failure)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: fine offline, output order is unchanged
