@@ -61,10 +61,9 @@ def calibrate(manifest: ModelManifest, logits_fn: Any, dataset: Any, calib_data:
     from engines.eval.emotion import condition_logits, condition_row, fit_pooled_temperature
 
     if cctv_points and clip is None:
-        from engines.train.emotion_mix import DEFAULT_CLIP
-        from engines.train.ferplus import default_shared_dir
+        from engines.train.emotion_mix import default_clip
 
-        clip = default_shared_dir() / DEFAULT_CLIP
+        clip = default_clip()
     clean = [Condition("clean", s) for s in dict.fromkeys(tuple(eval_sizes) + tuple(calib_sizes))]
     cctv = [Condition("cctv", s, float(k)) for s, k in cctv_points]
     raw = condition_logits(logits_fn, dataset, manifest, clean + cctv, restore, clip, seed=0)

@@ -44,24 +44,12 @@ from engines.eval.metrics import (
 from engines.eval.report import command_line, print_table, write_json
 from engines.manifest import ModelManifest
 from engines.preprocess import InputSpecLike, faces_to_input
-from engines.train.degradations import degrade_to_size
 from engines.train.ferplus import DatasetError, FaceDataset, load_dataset
 
 log = logging.getLogger("engines.eval.emotion")
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 NEGATIVE_CLASSES = ("sadness", "anger", "disgust", "fear", "contempt")
 BENIGN_CLASSES = ("neutral", "happiness")
-
-
-def logits_at_size(logits_fn: LogitsFn, images: np.ndarray, spec: InputSpecLike, size_px: int,
-                   restore: str, batch_size: int = 256) -> np.ndarray:
-    """Degrade every image to ``size_px``, restore, preprocess and run ``logits_fn`` in batches."""
-    outs = []
-    hw = tuple(spec.input_size_hw)
-    for i in range(0, len(images), batch_size):
-        faces = [degrade_to_size(img, size_px, restore, hw) for img in images[i:i + batch_size]]
-        outs.append(logits_fn(faces_to_input(faces, spec)))
-    return np.concatenate(outs)
 
 
 def logits_for_faces(logits_fn: LogitsFn, faces: Sequence[np.ndarray], spec: InputSpecLike,
@@ -123,27 +111,6 @@ def condition_row(emotion_logits: np.ndarray, labels: np.ndarray, class_names: S
     if non_face_prob is not None:
         row["faces_rejected_as_non_face"] = float((non_face_prob >= non_face_threshold).mean())
     return row
-
-
-def size_row(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str], size_px: int,
-             restore: str, temperature: float) -> dict[str, Any]:
-    """A clean-condition row (kept for callers that evaluate by size only)."""
-    return {"size_px": int(size_px), "restore": restore,
-            **condition_row(logits, labels, class_names, temperature)}
-
-
-def evaluate_sizes(logits_fn: LogitsFn, dataset: FaceDataset, spec: InputSpecLike,
-                   sizes: Sequence[int], restore: str, temperature: float = 1.0,
-                   batch_size: int = 256) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
-    rows, all_logits = [], {}
-    for size in sizes:
-        t0 = time.time()
-        lg = logits_at_size(logits_fn, dataset.images, spec, size, restore, batch_size)
-        all_logits[int(size)] = lg
-        rows.append(size_row(lg, dataset.labels, dataset.class_names, size, restore, temperature))
-        log.info("size %d px: accuracy %.4f (%d faces, %.1fs)", size, rows[-1]["accuracy"],
-                 len(lg), time.time() - t0)
-    return rows, all_logits
 
 
 def condition_logits(logits_fn: LogitsFn, dataset: FaceDataset, spec: InputSpecLike,
@@ -372,10 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                                       args.blur_sigma, args.noise_sigma, args.jpeg_quality)
     clip = args.clip
     if args.degrade == "cctv" and clip is None:
-        from engines.train.emotion_mix import DEFAULT_CLIP
-        from engines.train.ferplus import default_shared_dir
+        from engines.train.emotion_mix import default_clip
 
-        clip = default_shared_dir() / DEFAULT_CLIP
+        clip = default_clip()
     raw = condition_logits(model.engine.infer, ds, m, conditions, args.restore, clip, args.seed)
     rows = []
     png_dir = args.png_dir or args.json.parent

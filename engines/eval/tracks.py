@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines.cctv_sim import CameraSettings, simulate_fixed
+from engines.eval.conditions import Condition
 from engines.eval.emotion import negative_union, parse_bitrates, parse_sizes, sample_dataset
 from engines.eval.report import command_line, print_table, write_json
 from engines.train.degradations import restore
@@ -101,8 +101,8 @@ def track_rows(probs: np.ndarray, sharp: np.ndarray, labels: np.ndarray,
 def main(argv: list[str] | None = None) -> int:
     from engines.emotion_model import EmotionModel
     from engines.eval.emotion import resolve_manifest_path
-    from engines.train.emotion_mix import DEFAULT_CLIP
-    from engines.train.ferplus import default_shared_dir, load_ferplus
+    from engines.train.emotion_mix import default_clip
+    from engines.train.ferplus import load_ferplus
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
@@ -125,19 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     model = EmotionModel.load(resolve_manifest_path(args.model), threads=args.threads)
     ds = sample_dataset(load_ferplus(args.data), args.limit, args.seed)
-    clip = args.clip or default_shared_dir() / DEFAULT_CLIP
+    clip = args.clip or default_clip()
     hw = tuple(model.input_size_hw)
     rows = []
     for size in args.sizes:
         for kbps in args.bitrate_kbps:
-            crops = [simulate_fixed(ds.images, size, CameraSettings(bitrate_kbps=kbps), clip,
-                                    seed=args.seed * 1000 + k) for k in range(args.crops)]
+            condition = Condition("cctv", size, float(kbps))
+            crops = [condition.degrade(ds.images, clip, seed=args.seed * 1000 + k)
+                     for k in range(args.crops)]
             probs = np.stack([model.predict([restore(c, hw, "bilinear") for c in per_k])
                               .probabilities for per_k in crops], axis=1)
             sharp = np.asarray([[sharpness(crops[k][i]) for k in range(args.crops)]
                                 for i in range(len(ds))])
             for row in track_rows(probs, sharp, ds.labels, model.class_names, args.interval_s):
-                rows.append({"condition": f"h264_{kbps}kbps_{size}px", **row})
+                rows.append({"condition": condition.name, **row})
             log.info("%d px, %d kbps done (%.0f s)", size, kbps, time.time() - t0)
     out = {"model": str(args.model), "onnx_sha256": model.manifest.onnx_sha256,
            "data": str(args.data), "n": len(ds), "crops_per_track": args.crops,

@@ -160,16 +160,16 @@ def evaluate(model: ResNet, val: FaceDataset, sizes: tuple[int, ...], restore: s
 
 def cctv_eval_inputs(cfg: TrainConfig, val: FaceDataset, spec: InputSpec
                      ) -> dict[str, np.ndarray]:
-    """Validation faces through the camera simulator (full frames, H.264) at each eval point."""
-    from engines.cctv_sim import CameraSettings, simulate_fixed
-    from engines.train.emotion_mix import camera_clip, restore_simulated
+    """Validation faces through the camera simulator (full frames, H.264) at each eval point,
+    by the evaluation's own condition (:class:`engines.eval.conditions.Condition`)."""
+    from engines.eval.conditions import Condition, restored_faces
+    from engines.train.emotion_mix import camera_clip
 
     out = {}
     for point in cfg.eval.cctv:
-        crops = simulate_fixed(val.images, point.size_px,
-                               CameraSettings(bitrate_kbps=point.bitrate_kbps),
+        faces = restored_faces(Condition("cctv", point.size_px, point.bitrate_kbps), val.images,
+                               spec.input_size_hw, cfg.eval.restore,
                                camera_clip(cfg.augment.camera), seed=cfg.seed + 7)
-        faces = [restore_simulated(c, spec.input_size_hw, cfg.eval.restore) for c in crops]
         out[f"cctv{point.size_px}_{int(point.bitrate_kbps)}k"] = faces_to_input(faces, spec)
     return out
 

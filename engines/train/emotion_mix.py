@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from engines.cctv_sim import SimRanges, SimulatedSet, simulate_dataset
 from engines.train.config import CameraSimConfig, NonFaceConfig, TrainConfig
+from engines.train.degradations import restore
 from engines.train.ferplus import FaceDataset, default_shared_dir
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,13 @@ DEFAULT_NONFACE_CLIPS = ("data/cctv/town_centre_1080p25.mp4",
 DEFAULT_YUNET = "data/models/face_detection_yunet_2026may.onnx"
 
 
+def default_clip() -> Path:
+    """The simulator's background clip when none is configured: the 1080p Town Centre clip."""
+    return default_shared_dir() / DEFAULT_CLIP
+
+
 def camera_clip(cfg: CameraSimConfig) -> Path:
-    return cfg.clip if cfg.clip is not None else default_shared_dir() / DEFAULT_CLIP
+    return cfg.clip if cfg.clip is not None else default_clip()
 
 
 def sim_ranges(cfg: CameraSimConfig) -> SimRanges:
@@ -102,13 +107,6 @@ def mine_training_nonfaces(nf: NonFaceConfig, seed: int, cache_dir: Path | None,
     return np.concatenate([crops["detector"], crops["near"], crops["random"]])
 
 
-def restore_simulated(crop: np.ndarray, out_hw: tuple[int, int], method: str) -> np.ndarray:
-    interp = cv2.INTER_CUBIC if method == "bicubic" else cv2.INTER_LINEAR
-    if crop.shape[:2] == out_hw:
-        return crop.copy()
-    return cv2.resize(crop, (out_hw[1], out_hw[0]), interpolation=interp)
-
-
 def epoch_samples(mix: TrainingMix, rng: np.random.Generator) -> np.ndarray:
     """Sample ids for one epoch, shuffled: faces ``0..N-1``, non-faces ``N..N+M-1``."""
     n = len(mix.faces)
@@ -137,7 +135,7 @@ def sample_images(mix: TrainingMix, ids: np.ndarray, rng: np.random.Generator
             sim = mix.simulated[int(rng.integers(len(mix.simulated)))]
             method = mix.camera.restore_methods[int(rng.integers(len(
                 mix.camera.restore_methods)))]
-            images.append(restore_simulated(sim.crop(int(i)), hw, method))
+            images.append(restore(sim.crop(int(i)), hw, method))
             simulated[j] = True
         else:
             images.append(mix.faces.images[i])
