@@ -12,10 +12,11 @@ from pipeline.align import align_face
 from pipeline.config import AppConfig, CameraConfig
 from pipeline.detect import Detector
 from pipeline.detect.geometry import centres_inside
-from pipeline.detect.motion import MotionGate, rect_polygons
+from pipeline.detect.planner import ScanPlanner
+from pipeline.detect.size_prior import PriorStore, SizePrior
 from pipeline.metrics import RunMetrics
 from pipeline.quality import face_quality
-from pipeline.records import Detection, Frame, TrackedFace
+from pipeline.records import CameraRun, Detection, Frame, TrackedFace
 from pipeline.select import CropSelector, Selection
 from pipeline.track import FaceTracker
 
@@ -38,6 +39,7 @@ class CropRequest:
     crop_lr_bgr: np.ndarray = field(repr=False)
     first_seen_ts_ms: float = 0.0
     last_seen_ts_ms: float = 0.0
+    run: CameraRun | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,14 @@ class CameraAnalyzer:
     """Owns one camera's detector call pacing, tracker and crop selector."""
 
     def __init__(self, camera: CameraConfig, config: AppConfig, detector: Detector,
-                 metrics: RunMetrics) -> None:
+                 metrics: RunMetrics, run: CameraRun | None = None,
+                 persist_prior: bool = False) -> None:
+        """``run``: who analyses the camera (live); it is carried on every crop and event.
+        ``persist_prior``: keep the camera's face-size prior in
+        ``detector.size_prior.state_dir`` across restarts (live; replay learns afresh so it
+        gives the same results run after run)."""
         self.camera = camera
+        self._run = run
         self._crop_size_px = config.select.crop_size_px
         self._detector = detector
         self._tracker = FaceTracker(config.tracker, camera.id)
@@ -69,8 +77,18 @@ class CameraAnalyzer:
         self._metrics = metrics
         self._detect_interval_ms = (1000.0 / camera.analysis_fps) if camera.analysis_fps else 0.0
         self._next_detect_ts_ms: float | None = None
-        gate_cfg = config.detector.motion_gate
-        self._gate = MotionGate(gate_cfg) if gate_cfg.enabled else None
+        prior_cfg = config.detector.size_prior
+        self._prior_store: PriorStore | None = None
+        prior = None
+        if prior_cfg.enabled:
+            if persist_prior and prior_cfg.state_dir is not None:
+                self._prior_store = PriorStore(prior_cfg.state_dir, camera.id,
+                                               prior_cfg.save_interval_s)
+                prior = self._prior_store.load(prior_cfg, config.detector.min_face_px)
+            else:
+                prior = SizePrior(prior_cfg, config.detector.min_face_px)
+        self._planner = ScanPlanner(config.detector.motion_gate, prior_cfg, detector,
+                                    camera.roi_polygons, prior)
         # last box and time of every recent track: a face the detector missed once is still
         # scanned where it was, until the tracker would give it up
         self._recent_track_boxes: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
@@ -110,6 +128,7 @@ class CameraAnalyzer:
             self._metrics.count(cam, "detector_runs")
             with self._metrics.time_stage("track"):
                 faces = self._tracker.update(frame.index, frame.ts_ms, detections)
+            self._learn_sizes(frame, faces)
         else:
             with self._metrics.time_stage("track"):
                 faces = self._tracker.predict(frame.index, frame.ts_ms)
@@ -141,33 +160,37 @@ class CameraAnalyzer:
                              pre_ended + ended)
 
     def _detect(self, frame: Frame) -> list[Detection]:
-        """Run the detector on the whole frame (or the camera's ROI), or only where the motion
-        gate saw change and around tracked faces."""
-        roi = self.camera.roi_polygons or None
-        if self._gate is None:
-            return self._detector.detect(frame.image_bgr, roi)
+        """Run the detector where the planner says: the whole frame (or the camera's ROI) or
+        only where the motion gate saw change and around tracked faces, each region at the
+        face sizes the camera's size prior expects there (pipeline/detect/planner.py)."""
+        cam = self.camera.id
         self._recent_track_boxes = {
             track_id: (ts, box) for track_id, (ts, box) in self._recent_track_boxes.items()
             if frame.ts_ms - ts <= self._recent_ttl_ms}
         recent = [box for _ts, box in self._recent_track_boxes.values()]
-        decision = self._gate.decide(frame.image_bgr, frame.ts_ms,
-                                     recent + self._last_detection_boxes)
-        if decision.regions_xyxy is None:
-            self._metrics.count(self.camera.id, "detect_full_frame")
-            detections = self._detector.detect(frame.image_bgr, roi)
-            self._last_detection_boxes = [d.bbox_xyxy for d in detections]
-            return detections
-        self._metrics.count(self.camera.id, "detect_motion_gated")
-        if not decision.regions_xyxy:
-            detections = []
-        else:
-            detections = self._detector.detect(frame.image_bgr,
-                                               rect_polygons(decision.regions_xyxy))
-        if roi is not None and detections:
+        plan = self._planner.plan(frame.image_bgr, frame.ts_ms,
+                                  recent + self._last_detection_boxes)
+        self._metrics.count(cam, f"detect_{plan.kind}")
+        if plan.guided:
+            self._metrics.count(cam, "detect_size_guided")
+        self._metrics.count(cam, "detector_input_px", plan.input_px)
+        detections = []
+        if plan.regions:
+            detections = self._detector.detect_regions(frame.image_bgr, plan.regions,
+                                                       plan.gate_polygons)
+        roi = self.camera.roi_polygons
+        if roi and detections and plan.kind == "motion_gated":
             inside = centres_inside(np.array([d.bbox_xyxy for d in detections]), roi)
             detections = [d for d, keep in zip(detections, inside, strict=True) if keep]
         self._last_detection_boxes = [d.bbox_xyxy for d in detections]
         return detections
+
+    def _learn_sizes(self, frame: Frame, faces: list[TrackedFace]) -> None:
+        """The tracked faces of a detection pass teach the camera's size prior."""
+        height, width = frame.image_bgr.shape[:2]
+        self._planner.learn([f.bbox_xyxy for f in faces if not f.is_predicted], (width, height))
+        if self._prior_store is not None and self._planner.prior is not None:
+            self._prior_store.maybe_save(self._planner.prior, frame.ts_ms)
 
     def finish(self, wall_ts_s: float) -> tuple[list[CropRequest], list[int]]:
         """End every track (end of stream, or a discontinuity); return the crops still
@@ -185,6 +208,8 @@ class CameraAnalyzer:
             self._last_seen.pop(track_id, None)
         self._recent_track_boxes.clear()
         self._last_detection_boxes = []
+        if self._prior_store is not None and self._planner.prior is not None:
+            self._prior_store.save(self._planner.prior)
         return crops, ended
 
     def _align(self, selection: Selection, frame: Frame) -> CropRequest:
@@ -202,4 +227,5 @@ class CameraAnalyzer:
             bbox_xyxy=selection.bbox_xyxy, face_size_px=selection.face_size_px,
             quality=selection.quality, crop_lr_bgr=crop,
             first_seen_ts_ms=self._first_seen.get(selection.track_id, selection.ts_ms),
-            last_seen_ts_ms=self._last_seen.get(selection.track_id, selection.ts_ms))
+            last_seen_ts_ms=self._last_seen.get(selection.track_id, selection.ts_ms),
+            run=self._run)

@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.media_io import H264Writer
 from pipeline.records import FaceEvent, Frame, TrackedFace
+from pipeline.rules.alert import Alert
 
 # Saturated BGR colours that stay distinguishable after H.264 compression.
 PALETTE_BGR: tuple[tuple[int, int, int], ...] = (
@@ -18,6 +19,8 @@ PALETTE_BGR: tuple[tuple[int, int, int], ...] = (
     (0, 128, 255), (255, 0, 128),
 )
 SR_CROP_SIDE_PX = 64
+ALERT_MARK_MS = 2000.0  # an alert is marked on the video this long (stream time)
+ALERT_COLOUR_BGR = (0, 0, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -51,6 +54,17 @@ def draw_annotations(image_bgr: np.ndarray, faces: list[TrackedFace], labels: di
         if crop is not None:
             _paste_crop(out, crop, (x1, y1, x2, y2), colour)
     return out
+
+
+def draw_alert_mark(image_bgr: np.ndarray, text: str) -> None:
+    """Mark an alert moment in place: a red frame border and ``text`` in a banner."""
+    height, width = image_bgr.shape[:2]
+    cv2.rectangle(image_bgr, (0, 0), (width - 1, height - 1), ALERT_COLOUR_BGR, 4)
+    (w, h), baseline = cv2.getTextSize(text, _FONT, 0.5, 1)
+    cv2.rectangle(image_bgr, (4, height - h - baseline - 10), (min(width - 4, w + 12), height - 4),
+                  ALERT_COLOUR_BGR, cv2.FILLED)
+    cv2.putText(image_bgr, text, (8, height - baseline - 7), _FONT, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
 
 
 def _put_label(image: np.ndarray, text: str, anchor_xy: tuple[int, int],
@@ -138,10 +152,19 @@ class ReplayAnnotator:
         self._first: tuple[Frame, np.ndarray] | None = None
         self._labels: dict[tuple[str, int], str] = {}
         self._crops: dict[tuple[str, int], np.ndarray] = {}
+        self._alerts: dict[str, list] = {}  # camera -> [text, stream time first shown or None]
 
     @property
     def frame_count(self) -> int:
         return (self._writer.frame_count if self._writer else 0) + (1 if self._first else 0)
+
+    def mark_alert(self, alert: Alert) -> None:
+        """Mark the camera's frames from the next one added for ``ALERT_MARK_MS``: a red
+        border and the rule, the alert's stream time and its tracks."""
+        tracks = " ".join(f"#{t.track_id}" for t in alert.tracks)
+        self._alerts[alert.camera_id] = [
+            f"ALERT {alert.rule_id} ({alert.severity}) at {alert.ts_ms / 1000:.1f} s {tracks}",
+            None]
 
     def add(self, frame: Frame, analysis: _FrameAnalysisLike, events: list[FaceEvent],
             restored_crops: dict[int, np.ndarray] | None = None) -> None:
@@ -155,6 +178,13 @@ class ReplayAnnotator:
         labels = {tid: text for (cam, tid), text in self._labels.items() if cam == frame.camera_id}
         crops = {tid: crop for (cam, tid), crop in self._crops.items() if cam == frame.camera_id}
         image = draw_annotations(frame.image_bgr, analysis.faces, labels, crops or None)
+        mark = self._alerts.get(frame.camera_id)
+        if mark is not None:
+            mark[1] = frame.ts_ms if mark[1] is None else mark[1]
+            if frame.ts_ms - mark[1] <= ALERT_MARK_MS:
+                draw_alert_mark(image, mark[0])
+            else:
+                del self._alerts[frame.camera_id]
         for track_id in analysis.ended_track_ids:
             self._labels.pop((frame.camera_id, track_id), None)
             self._crops.pop((frame.camera_id, track_id), None)

@@ -28,6 +28,11 @@ def check_references(config: AppConfig) -> list[str]:
         problems.append(f"classify.model: file not found: {config.classify.model}")
     if config.enhance.sr_model is not None and not config.enhance.sr_model.is_file():
         problems.append(f"enhance.sr_model: file not found: {config.enhance.sr_model}")
+    for i, camera in enumerate(config.cameras):
+        model = camera.enhance.sr_model if camera.enhance is not None else None
+        if model is not None and not model.is_file():
+            problems.append(f"cameras[{i}] ({camera.id}).enhance.sr_model: file not found: "
+                            f"{model}")
     return problems
 
 

@@ -1,20 +1,22 @@
 """Enhance + classify stage: a batch of aligned low-res crops in, face events out.
 
-One instance owns the emotion model (and the SR generator, when configured) for its device;
-the runner feeds it batches gathered across cameras.
+One instance owns the emotion model (and the SR generators, when configured) for its device;
+the runner feeds it batches gathered across cameras. A camera with its own ``enhance`` section
+(for example a generator adapted to its footage) gets its own enhancer; cameras with equal
+sections share one, so a generator is loaded once however many cameras use it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.analyze import CropRequest
 from pipeline.config import ClassifyConfig, EnhanceConfig
-from pipeline.enhance import Enhancer
+from pipeline.enhance import EnhancedFace, Enhancer
 from pipeline.errors import ModelError
 from pipeline.records import EmotionResult, FaceEvent
 
@@ -38,9 +40,18 @@ class ClassifiedFace:
 class EmotionStage:
     name = "classify"
 
-    def __init__(self, classify: ClassifyConfig, enhance: EnhanceConfig, crop_size_px: int) -> None:
+    def __init__(self, classify: ClassifyConfig, enhance: EnhanceConfig, crop_size_px: int,
+                 camera_enhance: Mapping[str, EnhanceConfig] | None = None) -> None:
+        """``camera_enhance``: camera id -> that camera's enhance override."""
         self._cfg = classify
         self._enhancer = Enhancer(enhance, crop_size_px, device=classify.device)
+        shared: dict[EnhanceConfig, Enhancer] = {enhance: self._enhancer}
+        self._camera_enhancers: dict[str, Enhancer] = {}
+        for camera_id, cfg in (camera_enhance or {}).items():
+            if cfg not in shared:
+                shared[cfg] = Enhancer(cfg, crop_size_px, device=classify.device)
+            self._camera_enhancers[camera_id] = shared[cfg]
+        self._enhancers = list(shared.values())
         self._model = None
 
     def start(self) -> None:
@@ -50,7 +61,8 @@ class EmotionStage:
             raise ModelError(f"classify.model: manifest not found: {self._cfg.model}")
         self._model = EmotionModel.load(self._cfg.model, backend=self._cfg.backend,
                                         device=self._cfg.device, threads=self._cfg.threads)
-        self._enhancer.start()
+        for enhancer in self._enhancers:
+            enhancer.start()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -63,8 +75,7 @@ class EmotionStage:
             return []
         if self._model is None:
             raise ModelError("EmotionStage.start() was not called")
-        enhanced = self._enhancer.process([r.crop_lr_bgr for r in requests],
-                                          [r.face_size_px for r in requests])
+        enhanced = self._enhance(requests)
         prediction = self._model.predict([e.image_bgr for e in enhanced])
         threshold = (self._cfg.non_face_threshold if self._cfg.non_face_threshold is not None
                      else prediction.non_face_threshold)
@@ -80,14 +91,31 @@ class EmotionStage:
                 frame_index=request.frame_index, ts_ms=request.ts_ms,
                 wall_ts_s=request.wall_ts_s, bbox_xyxy=request.bbox_xyxy,
                 face_size_px=request.face_size_px, quality=request.quality, emotion=emotion,
-                first_seen_ts_ms=request.first_seen_ts_ms, last_seen_ts_ms=request.last_seen_ts_ms)
+                first_seen_ts_ms=request.first_seen_ts_ms, last_seen_ts_ms=request.last_seen_ts_ms,
+                run=request.run)
             results.append(ClassifiedFace(event, face.image_bgr,
                                           is_face=bool(p_non_face < threshold),
                                           non_face_probability=float(p_non_face)))
         return results
 
+    def _enhance(self, requests: Sequence[CropRequest]) -> list[EnhancedFace]:
+        """Each crop through its camera's enhancer, one batch per enhancer, in input order."""
+        groups: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            enhancer = self._camera_enhancers.get(request.camera_id, self._enhancer)
+            groups.setdefault(id(enhancer), []).append(i)
+        by_id = {id(e): e for e in self._enhancers}
+        out: list[EnhancedFace | None] = [None] * len(requests)
+        for key, indices in groups.items():
+            faces = by_id[key].process([requests[i].crop_lr_bgr for i in indices],
+                                       [requests[i].face_size_px for i in indices])
+            for i, face in zip(indices, faces, strict=True):
+                out[i] = face
+        return out  # type: ignore[return-value]
+
     def stop(self) -> None:
-        self._enhancer.stop()
+        for enhancer in self._enhancers:
+            enhancer.stop()
         if self._model is not None and hasattr(self._model, "close"):
             self._model.close()
         self._model = None

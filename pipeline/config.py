@@ -61,6 +61,26 @@ class SourceConfig(StrictModel):
         "(90/180/270), as players do")
 
 
+class EnhanceConfig(StrictModel):
+    """How a face crop is brought up to the classifier input: bicubic, or SR inside a size band
+    (pipeline/enhance.py). Top level for every camera; a camera may override it."""
+
+    method: Literal["bicubic", "sr"] = "bicubic"
+    sr_model: Path | None = None
+    backend: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
+    sr_size_band_px: tuple[float, float] = (12.0, 48.0)
+
+    @model_validator(mode="after")
+    def _sr_needs_model(self) -> EnhanceConfig:
+        if self.method == "sr" and self.sr_model is None:
+            raise ValueError("enhance.sr_model is required when enhance.method is 'sr'")
+        low, high = self.sr_size_band_px
+        if not 0 < low <= high:
+            raise ValueError(f"enhance.sr_size_band_px: expected 0 < low <= high, got "
+                             f"[{low}, {high}]")
+        return self
+
+
 class CameraConfig(StrictModel):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     url: str = Field(description="rtsp://host[:port]/path or a file path; no password here")
@@ -73,6 +93,9 @@ class CameraConfig(StrictModel):
     hwaccel: Literal["none", "cuda", "vaapi", "qsv", "videotoolbox"] = Field(
         default="none", description="decode on this device (frames come back to system "
         "memory); when it cannot be opened the camera logs it once and decodes in software")
+    enhance: EnhanceConfig | None = Field(
+        default=None, description="this camera's own enhance section, e.g. an SR generator "
+        "adapted to its footage (docs/sr_adaptation.md); null: the top-level enhance")
 
     @field_validator("url")
     @classmethod
@@ -112,6 +135,32 @@ class MotionGateConfig(StrictModel):
         default=0.6, description="scan the full frame when regions would cover more than this")
 
 
+class SizePriorConfig(StrictModel):
+    """Learn per cell of a grid over the frame which face sizes occur there (from tracked
+    faces) and scan each region only at the scales those sizes need, with a periodic full
+    scan at every scale so new geometry is learnt. See pipeline/detect/size_prior.py."""
+
+    enabled: bool = True
+    grid_cols: Annotated[int, Field(ge=1, le=64)] = 8
+    grid_rows: Annotated[int, Field(ge=1, le=64)] = 8
+    min_observations: Annotated[int, Field(ge=1)] = Field(
+        default=150, description="tracked faces seen before the prior is used (until then "
+        "every pass scans every size)")
+    min_cell_observations: Annotated[int, Field(ge=1)] = Field(
+        default=3, description="a cell with fewer faces takes its row's range, or the nearest "
+        "rows' (smaller faces allowed above, larger below)")
+    size_margin: Annotated[float, Field(ge=1.0, le=4.0)] = Field(
+        default=1.25, description="a cell's learnt sizes (quarter-octave bins) are widened by "
+        "this factor both ways")
+    full_scan_interval_s: PositiveFloat = Field(
+        default=30.0, description="stream time between scans of the whole frame at every size")
+    state_dir: Path | None = Field(
+        default=None, description="live cameras keep their prior here (<camera id>"
+        ".size_prior.json) across restarts; null: in memory only, learnt again at each start. "
+        "Replay never reads or writes it")
+    save_interval_s: PositiveFloat = 60.0
+
+
 class DetectorConfig(StrictModel):
     backend: Literal["mtcnn", "yunet", "scrfd"] = "mtcnn"
     model_path: Path | None = Field(default=None, description="required for yunet and scrfd")
@@ -124,6 +173,7 @@ class DetectorConfig(StrictModel):
     max_input_side_px: Annotated[int, Field(ge=64)] = 1920
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     motion_gate: MotionGateConfig = MotionGateConfig()
+    size_prior: SizePriorConfig = SizePriorConfig()
 
     @model_validator(mode="after")
     def _model_path_required(self) -> DetectorConfig:
@@ -170,23 +220,6 @@ class SelectConfig(StrictModel):
         default=0.75, description="pixels kept around a pending face, as a fraction of its size "
                                   "on each side, so alignment can run later")
     crop_size_px: Annotated[int, Field(ge=16, le=512)] = 64
-
-
-class EnhanceConfig(StrictModel):
-    method: Literal["bicubic", "sr"] = "bicubic"
-    sr_model: Path | None = None
-    backend: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
-    sr_size_band_px: tuple[float, float] = (12.0, 48.0)
-
-    @model_validator(mode="after")
-    def _sr_needs_model(self) -> EnhanceConfig:
-        if self.method == "sr" and self.sr_model is None:
-            raise ValueError("enhance.sr_model is required when enhance.method is 'sr'")
-        low, high = self.sr_size_band_px
-        if not 0 < low <= high:
-            raise ValueError(f"enhance.sr_size_band_px: expected 0 < low <= high, got "
-                             f"[{low}, {high}]")
-        return self
 
 
 class ClassifyConfig(StrictModel):
@@ -349,6 +382,110 @@ class LoggingConfig(StrictModel):
         "fields (pipeline.run), secrets masked as in text")
 
 
+class ClusterConfig(StrictModel):
+    """How the workers of a station share its cameras (pipeline/cluster/, deploy/README.md).
+
+    ``single``: this process takes every enabled camera. ``static``: it takes the cameras
+    that rendezvous hashing gives its index among ``worker_count``. ``leases``: workers
+    heartbeat in Redis and hold each camera under a renewed lease with a fencing epoch; a
+    dead worker's cameras move to the live ones."""
+
+    mode: Literal["single", "static", "leases"] = "single"
+    worker_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = Field(
+        default=None, description="null: --worker-id, else $POD_NAME, else the host name")
+    worker_index: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="static: this worker's index; null: the number ending the "
+        "worker id (StatefulSet pod cctv-pipeline-2 is index 2)")
+    worker_count: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="static: how many workers share the cameras")
+    capacity: Annotated[int, Field(ge=1)] = Field(
+        default=2, description="leases: most cameras this worker holds (about two live "
+        "1080p cameras at 5 fps per 2 CPU cores)")
+    lease_s: PositiveFloat = Field(
+        default=10.0, description="leases: a camera (and a heartbeat) lapses this long after "
+        "its holder's last renewal; a killed worker's cameras move after about this long")
+    tick_s: PositiveFloat = Field(
+        default=1.0, description="leases: heartbeat, renew and reassign this often")
+    redis_timeout_s: PositiveFloat = Field(
+        default=1.0, description="leases: socket timeout of the cluster's Redis commands")
+
+    @model_validator(mode="after")
+    def _renew_often_enough(self) -> ClusterConfig:
+        if self.tick_s * 3 > self.lease_s:
+            raise ValueError(f"cluster.tick_s ({self.tick_s}) must be at most a third of "
+                             f"cluster.lease_s ({self.lease_s}): a lease is renewed every tick")
+        if self.redis_timeout_s >= self.lease_s:
+            raise ValueError(f"cluster.redis_timeout_s ({self.redis_timeout_s}) must be "
+                             f"below cluster.lease_s ({self.lease_s})")
+        return self
+
+
+class EvidenceRetentionConfig(StrictModel):
+    """Evidence retention, enforced while running (at start and every ``check_interval_s``)."""
+
+    max_age_h: PositiveFloat | None = Field(
+        default=168.0, description="delete evidence files older than this; null: no age limit")
+    max_total_mb: PositiveFloat | None = Field(
+        default=10_240.0, description="then delete the oldest files while the store holds "
+        "more than this; null: no size limit")
+    check_interval_s: PositiveFloat = 60.0
+
+
+def _mode_bits(mode: str) -> int:
+    return int(mode, 8)
+
+
+class EvidenceConfig(StrictModel):
+    """Alert evidence: a clip cut from each camera's packet ring buffer (stream copy, no
+    re-encoding), a snapshot with the involved tracks' boxes, the restored face crops the
+    classifier read. Off unless enabled. See pipeline/evidence/ and docs/events.md."""
+
+    enabled: bool = False
+    dir: Path = Field(default=Path("runs/evidence"), description="local evidence store")
+    pre_s: Annotated[float, Field(ge=0.0, le=120.0)] = Field(
+        default=10.0, description="clip from this long before the alert (from the keyframe "
+        "at or before it)")
+    post_s: Annotated[float, Field(ge=0.0, le=120.0)] = Field(
+        default=10.0, description="to this long after it; the clip is written once the "
+        "camera has delivered that far (or stopped)")
+    ring_max_s: PositiveFloat = Field(
+        default=30.0, description="encoded packets kept per camera, seconds; at least "
+        "pre_s + post_s + 5 (analysis runs behind decoding)")
+    ring_max_mb: PositiveFloat = Field(default=64.0, description="and at most this, per camera")
+    clip: bool = True
+    snapshot: bool = True
+    crops: bool = True
+    max_crops_per_track: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=3, description="latest restored crops of each involved track")
+    blur_uninvolved_faces: bool = Field(
+        default=False, description="blur faces of tracks not in the alert on the snapshot "
+        "(clips are stream copies: raw footage)")
+    jpeg_quality: Annotated[int, Field(ge=10, le=100)] = 90
+    max_pending: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=32, description="alerts waiting for their post-alert video; beyond it the "
+        "oldest is written at once with what the ring holds")
+    file_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = Field(
+        default="0600", description="octal, as a string; readable by the service user only")
+    dir_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "0700"
+    retention: EvidenceRetentionConfig = EvidenceRetentionConfig()
+
+    @property
+    def file_mode_bits(self) -> int:
+        return _mode_bits(self.file_mode)
+
+    @property
+    def dir_mode_bits(self) -> int:
+        return _mode_bits(self.dir_mode)
+
+    @model_validator(mode="after")
+    def _ring_holds_the_window(self) -> EvidenceConfig:
+        needed = self.pre_s + self.post_s + 5.0
+        if self.ring_max_s < needed:
+            raise ValueError(f"evidence.ring_max_s ({self.ring_max_s:g}) must be at least "
+                             f"pre_s + post_s + 5 = {needed:g}")
+        return self
+
+
 class StationConfig(StrictModel):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "station"
     name: str = ""
@@ -369,6 +506,8 @@ class AppConfig(StrictModel):
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _camera_ids_unique(self) -> AppConfig:

@@ -27,33 +27,62 @@ from datetime import datetime, timezone
 
 from pipeline.config import AppConfig, load_config
 from pipeline.errors import PipelineError, RedisRefusedError
-from pipeline.events import AlertV1, Message
+from pipeline.events import AlertV1, EvidenceV1, Message
 from pipeline.secrets import mask_secrets, setup_logging
 from pipeline.sinks.client import create_redis_client
 from pipeline.sinks.consumer import StreamConsumer
 from pipeline.sinks.embedded import embedded_url
-from pipeline.sinks.streams import alerts_stream, dead_letter_stream, events_stream
+from pipeline.sinks.streams import (
+    alerts_stream,
+    dead_letter_stream,
+    events_stream,
+    evidence_stream,
+)
 
 log = logging.getLogger("pipeline.consume")
 
 
 def readable_line(message: Message) -> str:
+    """One line per message; evidence references one per line below their message."""
     when = datetime.fromtimestamp(message.wall_ts_s, tz=timezone.utc).isoformat(
         timespec="seconds")
     if isinstance(message, AlertV1):
+        evidence = "".join(f"\n  evidence (pending) {uri}" for uri in message.evidence)
         return (f"{when} ALERT {message.severity.upper()} {message.station_id}/"
                 f"{message.camera_id} rule={message.rule_id}: {message.summary} "
-                f"[msg {message.msg_id}]")
+                f"[msg {message.msg_id}]{evidence}")
+    if isinstance(message, EvidenceV1):
+        return _evidence_lines(when, message)
     return (f"{when} EVENT {message.station_id}/{message.camera_id} track={message.track_id} "
             f"top={message.smoothed.top_class} conf={message.smoothed.confidence:.2f} "
             f"sr={'yes' if message.sr_applied else 'no'} [msg {message.msg_id}]")
 
 
+def _evidence_lines(when: str, message: EvidenceV1) -> str:
+    written = sum(ref.status == "written" for ref in message.refs)
+    lines = [f"{when} EVIDENCE {message.station_id}/{message.camera_id} "
+             f"alert={message.alert_msg_id} rule={message.rule_id}: {written} of "
+             f"{len(message.refs)} files written, window {message.requested_start_ms / 1000:.2f}"
+             f"-{message.requested_end_ms / 1000:.2f} s"
+             f"{'' if message.complete else ' (incomplete)'} [msg {message.msg_id}]"]
+    for ref in message.refs:
+        span = (f"{ref.start_ms / 1000:.2f} s" if ref.start_ms == ref.end_ms
+                else f"{ref.start_ms / 1000:.2f}-{ref.end_ms / 1000:.2f} s")
+        detail = (f"sha256={ref.sha256} bytes={ref.bytes}" if ref.status == "written"
+                  else "FAILED")
+        lines.append(f"  {ref.kind} {ref.uri} {span} {detail}")
+    lines += [f"  note: {note}" for note in message.notes]
+    return "\n".join(lines)
+
+
 def streams_for(cfg: AppConfig, which: str) -> list[str]:
+    """Stream names to read; "alerts" includes the evidence stream when evidence is on."""
     prefix, station = cfg.redis.stream_prefix, cfg.station.id
     streams = []
     if which in ("alerts", "all"):
         streams.append(alerts_stream(prefix, station))
+        if cfg.evidence.enabled:
+            streams.append(evidence_stream(prefix, station))
     if which in ("events", "all"):
         streams += [events_stream(prefix, station, camera.id) for camera in cfg.cameras]
     return streams

@@ -29,3 +29,7 @@ class RedisRefusedError(SinkError):
 
 class RedisUnavailableError(SinkError):
     """Redis stayed unreachable (or busy, loading, read-only) longer than the caller waits."""
+
+
+class EvidenceError(PipelineError):
+    """Alert evidence (a clip, snapshot or crop) could not be made, stored or deleted."""

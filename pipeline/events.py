@@ -22,6 +22,7 @@ from pipeline.smoothing import SmoothedEmotion
 
 FACE_TRACK_SCHEMA = "cctv.face_track.v1"
 ALERT_SCHEMA = "cctv.alert.v1"
+EVIDENCE_SCHEMA = "cctv.evidence.v1"
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 BoxXyxy = tuple[float, float, float, float]
@@ -104,12 +105,45 @@ class AlertV1(_Message):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-Message = FaceTrackEventV1 | AlertV1
-_BY_TYPE: dict[str, type[FaceTrackEventV1] | type[AlertV1]] = {
-    "face_track": FaceTrackEventV1, "alert": AlertV1}
+class EvidenceRefV1(_Message):
+    kind: Literal["clip", "snapshot", "crop"]
+    uri: str = Field(description="relative to evidence.dir for the local store, else a URI")
+    status: Literal["written", "failed"]
+    start_ms: float = Field(description="stream time of the first frame it shows")
+    end_ms: float = Field(description="of the last frame (snapshot, crop: the same moment)")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    bytes: Annotated[int, Field(ge=0)] | None = None
+    track_id: int | None = Field(default=None, description="crops: the track it belongs to")
+
+
+class EvidenceV1(_Message):
+    """Follow-up of an alert once its evidence files are written (docs/events.md)."""
+
+    schema_: Literal["cctv.evidence.v1"] = Field(EVIDENCE_SCHEMA, alias="schema")
+    msg_id: str = Field(min_length=8, max_length=64)
+    station_id: str
+    camera_id: str
+    alert_msg_id: str = Field(min_length=8, max_length=64)
+    rule_id: str
+    alert_ts_ms: float
+    wall_ts_s: float = Field(description="when the evidence was complete")
+    requested_start_ms: float
+    requested_end_ms: float
+    complete: bool = Field(description="every file written and the clip covers the window")
+    refs: list[EvidenceRefV1]
+    notes: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Message = FaceTrackEventV1 | AlertV1 | EvidenceV1
+_BY_TYPE: dict[str, type[FaceTrackEventV1] | type[AlertV1] | type[EvidenceV1]] = {
+    "face_track": FaceTrackEventV1, "alert": AlertV1, "evidence": EvidenceV1}
 
 
 def message_type(message: Message) -> str:
+    if isinstance(message, EvidenceV1):
+        return "evidence"
     return "alert" if isinstance(message, AlertV1) else "face_track"
 
 

@@ -27,13 +27,15 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.config import AppConfig
+from pipeline.evidence import EvidenceRecorder
 from pipeline.metrics import RunMetrics
 from pipeline.records import FaceEvent
-from pipeline.rules.engine import AlertEngine
+from pipeline.rules.alert import Alert
+from pipeline.rules.engine import AlertEngine, SharedCooldowns
 from pipeline.sinks.embedded import EmbeddedRedis
 from pipeline.sinks.loss import StreamLoss
 from pipeline.sinks.publisher import EventPublisher, PublisherStats
@@ -68,8 +70,16 @@ class OutputState:
 
 class EventOutput:
     def __init__(self, config: AppConfig, metrics: RunMetrics,
-                 class_names: Sequence[str] | None = None) -> None:
+                 class_names: Sequence[str] | None = None, *,
+                 shared_cooldowns: SharedCooldowns | None = None,
+                 evidence: EvidenceRecorder | None = None) -> None:
+        """``shared_cooldowns``: the station-wide alert cooldowns of the cluster modes.
+        ``evidence``: when set, each alert carries its planned evidence URIs and the
+        evidence messages it completes are published to the evidence stream."""
         self._config = config
+        self._evidence = evidence
+        # called with each alert as published (e.g. the replay annotation marks it)
+        self.alert_listeners: list[Callable[[Alert], None]] = []
         self._metrics = metrics
         self._lock = threading.Lock()
         self._embedded: EmbeddedRedis | None = None
@@ -77,7 +87,8 @@ class EventOutput:
         # Rules naming an unknown emotion or camera are refused here, at start-up.
         self._alerts = AlertEngine(config.alerts, config.smoothing, config.station.id,
                                    class_names=class_names,
-                                   camera_ids=[c.id for c in config.cameras] or None)
+                                   camera_ids=[c.id for c in config.cameras] or None,
+                                   shared_cooldowns=shared_cooldowns)
         self._final: PublisherStats | None = None
         self.top_emotions: Counter[str] = Counter()
         self._state_lock = threading.Lock()
@@ -178,23 +189,58 @@ class EventOutput:
                 self._last_publish_ts[event.camera_id] = now
                 self.top_emotions[event.emotion.top_class] += 1
                 for alert in alerts:
+                    alert = self._with_evidence(alert)
                     log.warning("ALERT %s", alert.summary)
                     self._publisher.publish_alert(alert)
                     self._metrics.count(camera_id, "alerts")
+                    for listener in self.alert_listeners:
+                        listener(alert)
             for track_id in ended_track_ids:
                 self._alerts.end_track(camera_id, track_id)
+            self._publish_evidence()
             self._publisher.poll()
             self._snapshot()
 
     def poll(self) -> None:
         with self._lock:
+            self._publish_evidence()
             self._publisher.poll()
             self._snapshot()
 
     def flush(self) -> None:
         with self._lock:
+            self._publish_evidence()
             self._publisher.flush()
             self._snapshot()
+
+    def finish_evidence(self, timeout_s: float = 60.0) -> None:
+        """The sources stopped: wait (up to ``timeout_s``) for the evidence of every alert
+        so far to be written with what was buffered, and publish its messages."""
+        if self._evidence is None:
+            return
+        self._evidence.finish_all()
+        if not self._evidence.wait_idle(timeout_s):
+            log.error("evidence: %d alerts still waiting after %.0f s; their evidence "
+                      "messages are not published", self._evidence.stats().pending, timeout_s)
+        self.flush()
+
+    def _with_evidence(self, alert: Alert) -> Alert:
+        """The alert with its planned evidence URIs; unchanged when planning fails (the
+        alert is never held back or lost for its evidence)."""
+        if self._evidence is None:
+            return alert
+        try:
+            return self._evidence.attach(alert)
+        except Exception:
+            log.exception("evidence for alert %s could not be planned", alert.msg_id)
+            self._metrics.count(alert.camera_id, "evidence_failed")
+            return alert
+
+    def _publish_evidence(self) -> None:
+        if self._evidence is None:
+            return
+        for message in self._evidence.take_messages():
+            self._publisher.publish_evidence(message)
 
     def state(self) -> OutputState:
         """The latest snapshot; safe from any thread, never blocks on Redis."""

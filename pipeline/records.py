@@ -119,6 +119,23 @@ class EmotionResult:
 
 
 @dataclass(frozen=True)
+class CameraRun:
+    """Who analyses a camera, under which lease: one per start of a camera on a worker.
+
+    ``lease_epoch`` is the fencing epoch of the camera's lease (``cluster.mode: leases``;
+    0 in the other modes): a later holder of a camera always has a higher one. ``run_id``
+    is random hex drawn at each start, so ``track_uid`` is unique across cameras, workers
+    and restarts while tracker ids restart at 1."""
+
+    worker_id: str
+    lease_epoch: int
+    run_id: str
+
+    def track_uid(self, track_id: int) -> str:
+        return f"{self.run_id}-{track_id}"
+
+
+@dataclass(frozen=True)
 class FaceEvent:
     """One analysed face of one track: what the publish stage sends to Redis."""
 
@@ -133,3 +150,4 @@ class FaceEvent:
     emotion: EmotionResult
     first_seen_ts_ms: float
     last_seen_ts_ms: float
+    run: CameraRun | None = None  # live cameras; None in replay

@@ -47,6 +47,10 @@ def format_summary(summary: ReplaySummary) -> str:
         ("wall time (s)", f"{summary.wall_s:.2f}"),
         ("throughput (fps)", f"{summary.fps:.1f}"),
     ]
+    if summary.evidence_dir is not None:
+        rows += [("evidence files written / failed",
+                  f"{summary.evidence_written} / {summary.evidence_failed}"),
+                 ("evidence dir", summary.evidence_dir)]
     rows += [("damaged file", text) for text in summary.damaged_files]
     rows += [(f"top emotion: {name}", str(count))
              for name, count in sorted(summary.emotion_counts.items(), key=lambda kv: -kv[1])]

@@ -1,8 +1,10 @@
 """Live cameras: ``python -m pipeline.run --config configs/station.yaml`` (or ``cctv-run``).
 
 Runs until SIGINT or SIGTERM (or ``--duration-s``), or until every camera has failed for
-good. Each camera is decoded, analysed and supervised on its own; events and alerts go to
-Redis Streams. With ``metrics.port`` set, one HTTP server answers /metrics, /livez, /readyz
+good. ``cluster.mode`` decides which cameras this worker takes (``--worker-id`` names it;
+deploy/README.md); on SIGTERM its camera leases are released as soon as its cameras stop.
+Each camera is decoded, analysed and supervised on its own; events and alerts go to Redis
+Streams. With ``metrics.port`` set, one HTTP server answers /metrics, /livez, /readyz
 and /status (pipeline/health_server.py). Config keys can be overridden from the environment
 (``CCTV__REDIS__URL`` ...; see pipeline/config.py).
 
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
+from pipeline.cluster.modes import resolve_worker_id
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from pipeline.runner import LiveRunner
@@ -43,15 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, help="stop after this many seconds")
     parser.add_argument("--status-interval-s", type=float, default=30.0,
                         help="log per-camera health this often")
+    parser.add_argument("--worker-id", help="this worker's id in a cluster (default: "
+                        "cluster.worker_id, else $POD_NAME, else the host name)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        worker_id = resolve_worker_id(config.cluster, args.worker_id,
+                                      os.environ.get("POD_NAME"), socket.gethostname())
     except PipelineError as err:
         setup_logging()
         log.error("%s", err)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.station.id)
-    runner = LiveRunner(config)
+    if config.cluster.mode != "single":
+        log.info("worker %s, cluster.mode %s", worker_id, config.cluster.mode)
+    runner = LiveRunner(config, worker_id=worker_id)
 
     def _request_stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)

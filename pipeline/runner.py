@@ -10,12 +10,18 @@ all cameras; one output thread alone smooths, applies the rules and publishes. P
 crops and track ends stay in order from analysis to output, as in replay, so live and replay
 publish the same per-track story. A failing camera is logged, counted and retried by its
 supervisor; it never stops the others.
+
+Cameras can start and stop while the run goes on (:meth:`LiveRunner.start_camera`,
+:meth:`LiveRunner.stop_cameras`): ``cluster.mode`` decides which ones (pipeline/cluster/);
+in leases mode a coordinator thread moves cameras between workers, and at stop the leases
+are released as soon as the cameras are stopped, before the output drains.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections import Counter
@@ -27,15 +33,20 @@ from pathlib import Path
 from pipeline.analyze import CameraAnalyzer, CropRequest, FrameAnalysis
 from pipeline.channel import AnalysisChannel, ChannelItem, TracksEnded
 from pipeline.classify import ClassifiedFace, EmotionStage
-from pipeline.config import AppConfig, CameraConfig
-from pipeline.detect import create_detector
+from pipeline.cluster.coordinator import ClusterState
+from pipeline.cluster.metrics import ClusterCollector
+from pipeline.cluster.modes import startup_cameras
+from pipeline.cluster.runtime import ClusterRuntime
+from pipeline.config import AppConfig, CameraConfig, EnhanceConfig
+from pipeline.detect import Detector, create_detector
 from pipeline.errors import PipelineError, SourceError
+from pipeline.evidence import EvidenceRecorder
 from pipeline.health_server import ProbeResult
 from pipeline.metrics import RunMetrics, StageTiming
 from pipeline.output_metrics import OutputStateCollector
 from pipeline.publish import EventOutput
 from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
-from pipeline.records import FaceEvent, Frame
+from pipeline.records import CameraRun, FaceEvent, Frame
 from pipeline.sources import (
     CameraHealthCollector,
     CameraState,
@@ -49,6 +60,15 @@ from pipeline.sources import (
 log = logging.getLogger(__name__)
 # (camera id, events in order, track ids that ended after them) for EventOutput.handle
 OutputOp = tuple[str, list[FaceEvent], list[int]]
+
+
+@dataclass(frozen=True)
+class _CameraThreads:
+    """One started camera: its own stop event, decode and analysis threads."""
+
+    stop: threading.Event
+    decode: threading.Thread
+    analyse: threading.Thread
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,9 @@ class ReplaySummary:
     damaged_files: list[str] = field(default_factory=list)  # "path: what was wrong"
     emotion_counts: dict[str, int] = field(default_factory=dict)
     stage_timings: list[StageTiming] = field(default_factory=list)
+    evidence_dir: str | None = None  # None: evidence off
+    evidence_written: int = 0  # files
+    evidence_failed: int = 0
 
     @property
     def fps(self) -> float:
@@ -109,6 +132,8 @@ class ReplaySummary:
             "timestamp_discontinuities": self.timestamp_discontinuities,
             "damaged_files": self.damaged_files, "emotion_counts": self.emotion_counts,
             "stage_ms": {t.stage: round(t.mean_ms, 3) for t in self.stage_timings},
+            "evidence_dir": self.evidence_dir, "evidence_written": self.evidence_written,
+            "evidence_failed": self.evidence_failed,
         }
 
 
@@ -131,6 +156,11 @@ def replay_camera(config: AppConfig, path: Path, analysis_fps: float | None) -> 
     return CameraConfig.model_validate(fields)
 
 
+def camera_enhance(config: AppConfig) -> dict[str, EnhanceConfig]:
+    """Camera id -> its own enhance section, for the cameras that have one."""
+    return {c.id: c.enhance for c in config.cameras if c.enhance is not None}
+
+
 def _prefetch(frames: Iterator[Frame], queue: BlockingQueue, errors: list[BaseException]) -> None:
     try:
         for frame in frames:
@@ -145,7 +175,8 @@ def _prefetch(frames: Iterator[Frame], queue: BlockingQueue, errors: list[BaseEx
 
 def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame],
                  emotion: EmotionStage, output: EventOutput, metrics: RunMetrics,
-                 summary: ReplaySummary, annotator: object | None) -> None:
+                 summary: ReplaySummary, annotator: object | None,
+                 evidence: EvidenceRecorder | None = None) -> None:
     detector = create_detector(config.detector)
     detector.start()
     queue: BlockingQueue[Frame] = BlockingQueue(config.source.replay_queue_size)
@@ -165,8 +196,8 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
             return
         flushed = True
         crops, ended = analyzer.finish(last.wall_ts_s)
-        output.handle([c.event for c in _faces(_classify(emotion, crops, metrics))], ended,
-                      camera.id)
+        output.handle([c.event for c in _faces(_classify(emotion, crops, metrics, evidence))],
+                      ended, camera.id)
 
     try:
         while True:
@@ -178,7 +209,9 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
             summary.frames += 1
             metrics.count(camera.id, "frames_decoded")
             analysis = analyzer.process(frame)
-            classified = _faces(_classify(emotion, analysis.crops, metrics))
+            if evidence is not None:
+                evidence.note_faces(camera.id, frame.ts_ms, analysis.faces)
+            classified = _faces(_classify(emotion, analysis.crops, metrics, evidence))
             output.handle([c.event for c in classified], analysis.ended_track_ids, camera.id)
             if annotator is not None:
                 annotator.add(frame, analysis, [c.event for c in classified],
@@ -200,14 +233,17 @@ def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame
         detector.stop()
 
 
-def _classify(emotion: EmotionStage, crops: list[CropRequest],
-              metrics: RunMetrics) -> list[ClassifiedFace]:
+def _classify(emotion: EmotionStage, crops: list[CropRequest], metrics: RunMetrics,
+              evidence: EvidenceRecorder | None = None) -> list[ClassifiedFace]:
     """Enhance + classify ``crops``; the result is aligned with them. Crops the classifier
-    rejects as not a face (``is_face`` False) are counted here; callers drop them."""
+    rejects as not a face (``is_face`` False) are counted here; callers drop them. The
+    restored crops are shown to ``evidence`` (before any alert they cause)."""
     if not crops:
         return []
     with metrics.time_stage("enhance+classify"):
         classified = emotion.process(crops)
+    if evidence is not None:
+        evidence.note_crops(classified)
     for camera_id, n in Counter(crop.camera_id for crop in crops).items():
         metrics.count(camera_id, "crops_classified", n)
     rejected = 0
@@ -228,6 +264,26 @@ def _faces(classified: list[ClassifiedFace]) -> list[ClassifiedFace]:
     return [c for c in classified if c.is_face]
 
 
+def _start_evidence(config: AppConfig, metrics: RunMetrics,
+                    stack: ExitStack) -> EvidenceRecorder | None:
+    """The evidence recorder and its worker thread when ``evidence.enabled``; ``stack``
+    closes it, letting the worker finish what is pending (register it before anything that
+    must stop first: the stack unwinds in reverse)."""
+    if not config.evidence.enabled:
+        return None
+    recorder = EvidenceRecorder(config.evidence, metrics,
+                                max_gap_s=config.source.max_timestamp_gap_s)
+    worker = _spawn("evidence", recorder.serve)
+
+    def stop() -> None:
+        recorder.close()
+        _join([worker], timeout_s=60.0)
+
+    stack.callback(stop)
+    log.info("evidence: on; clips, snapshots and crops go to %s", recorder.store.location)
+    return recorder
+
+
 def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
     """Replay a file or folder through the whole pipeline; returns the run summary."""
     metrics = RunMetrics()
@@ -235,25 +291,30 @@ def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
     emotions: Counter[str] = Counter()
     start = time.perf_counter()
     with ExitStack() as stack:
-        emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px)
+        emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px,
+                               camera_enhance(config))
         emotion.start()
         stack.callback(emotion.stop)
-        output = stack.enter_context(EventOutput(config, metrics, emotion.class_names))
+        evidence = _start_evidence(config, metrics, stack)
+        output = stack.enter_context(EventOutput(config, metrics, emotion.class_names,
+                                                 evidence=evidence))
         annotator = None
         if options.annotate_path is not None:
             from pipeline.annotate import ReplayAnnotator
 
             annotator = stack.enter_context(ReplayAnnotator(options.annotate_path))
+            output.alert_listeners.append(annotator.mark_alert)
         for path in list_videos(options.inputs):
             camera = replay_camera(config, path, options.analysis_fps)
             log.info("replaying %s as camera %s (analysis %s fps)", path, camera.id,
                      camera.analysis_fps or "every frame")
             report = DecodeReport()
             frames = replay_file(path, camera_id=camera.id, realtime=options.realtime,
-                                 source=config.source, report=report, hwaccel=camera.hwaccel)
+                                 source=config.source, report=report, hwaccel=camera.hwaccel,
+                                 packets=evidence.ring(camera.id) if evidence else None)
             try:
                 _replay_file(config, camera, frames, emotion, output, metrics, summary,
-                             annotator)
+                             annotator, evidence)
             except SourceError as err:
                 log.error("file %s failed: %s", path, err)
                 summary.files_failed += 1
@@ -262,8 +323,14 @@ def run_replay(config: AppConfig, options: ReplayOptions) -> ReplaySummary:
             finally:
                 summary.add_decode_report(str(path), report)
             summary.files_ok += 1
+        output.finish_evidence()
         output.flush()
         emotions.update(output.top_emotions)
+        if evidence is not None:
+            stats = evidence.stats()
+            summary.evidence_dir = evidence.store.location
+            summary.evidence_written, summary.evidence_failed = (stats.files_written,
+                                                                 stats.files_failed)
     # read after the output closed: the publisher has drained its spool, counts are final
     summary.events_published = output.events_published
     summary.alerts_published = output.alerts_published
@@ -297,10 +364,17 @@ class LiveRunner:
     :meth:`readiness` and :meth:`status` from snapshots, on any thread.
     """
 
-    def __init__(self, config: AppConfig) -> None:
+    def __init__(self, config: AppConfig, worker_id: str | None = None) -> None:
+        """``worker_id``: this worker's id (pipeline.run resolves it); default
+        ``cluster.worker_id``, else ``local``."""
         self.config = config
+        self.worker_id = worker_id or config.cluster.worker_id or "local"
         self.metrics = RunMetrics()
         self._stop = threading.Event()
+        self._camera_runs: dict[str, _CameraThreads] = {}
+        self._camera_lock = threading.Lock()
+        self._cluster: ClusterRuntime | None = None
+        self._cluster_thread: threading.Thread | None = None
         self._camera_threads: list[threading.Thread] = []
         self._cameras: dict[str, SupervisedCamera] = {}
         self.failed_cameras: dict[str, str] = {}  # camera id -> why it could not start
@@ -312,6 +386,8 @@ class LiveRunner:
         self._heartbeat = time.monotonic()
         self._started_wall = time.time()
         self._output: EventOutput | None = None
+        self._evidence: EvidenceRecorder | None = None  # evidence.enabled
+        self._detector: Detector | None = None  # one, shared by every camera's thread
 
     @property
     def cameras(self) -> dict[str, SupervisedCamera]:
@@ -326,10 +402,13 @@ class LiveRunner:
         cameras = [c for c in config.cameras if c.enabled]
         if not cameras:
             raise PipelineError("no enabled cameras in the config")
+        self._enabled_cameras = cameras
+        cameras = startup_cameras(config.cluster, cameras, self.worker_id)
         self.metrics.register(
             CameraHealthCollector(lambda: [c.health() for c in list(self._cameras.values())]))
         self.metrics.register(OutputStateCollector(
             lambda: self._output.state() if self._output is not None else None))
+        self.metrics.register(ClusterCollector(self.cluster_state))
         if config.metrics.port is not None:
             self.metrics.serve(config.metrics.port, config.metrics.host, probes=self)
         try:
@@ -342,10 +421,25 @@ class LiveRunner:
              status_interval_s: float) -> None:
         config = self.config
         with ExitStack() as stack:
-            emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px)
+            emotion = EmotionStage(config.classify, config.enhance, config.select.crop_size_px,
+                                   camera_enhance(config))
             emotion.start()
             stack.callback(emotion.stop)
-            output = stack.enter_context(EventOutput(config, self.metrics, emotion.class_names))
+            # One detector (one set of ONNX Runtime sessions) for every camera: each camera's
+            # analysis thread calls it; detector.threads is per call (issue 14)
+            self._detector = create_detector(config.detector)
+            self._detector.start()
+            stack.callback(self._detector.stop)
+            if config.cluster.mode != "single":
+                self._cluster = ClusterRuntime(config.cluster, config.redis,
+                                               config.station.id, self._enabled_cameras,
+                                               self.worker_id, control=self)
+                stack.callback(self._cluster.close)
+            self._evidence = _start_evidence(config, self.metrics, stack)
+            output = stack.enter_context(EventOutput(
+                config, self.metrics, emotion.class_names,
+                shared_cooldowns=self._cluster.cooldowns if self._cluster else None,
+                evidence=self._evidence))
             self._output = output
             self._channel = AnalysisChannel(max_crops=config.classify.max_batch_size * 8)
             # the output thread must keep up; when it cannot, the emotion worker waits here
@@ -353,22 +447,17 @@ class LiveRunner:
             self._ops = BlockingQueue(maxsize=1024)
             stack.callback(self._join_all)
             for camera in cameras:
-                frames: LatestQueue[Frame] = LatestQueue(config.source.live_queue_size)
-                try:
-                    supervised = SupervisedCamera(camera, config.source, frames, self._stop)
-                except PipelineError as err:  # one bad camera never stops the others
-                    log.error("camera %s: not started: %s", camera.id, err)
-                    self.metrics.count(camera.id, "camera_start_failed")
-                    self.failed_cameras[camera.id] = str(err)
-                    continue
-                self._cameras[camera.id] = supervised
-                self._camera_threads.append(_spawn(f"decode-{camera.id}", supervised.run))
-                self._camera_threads.append(_spawn(f"analyse-{camera.id}", self._analyse_camera,
-                                                   camera, frames))
-            if not self._cameras:
+                self.start_camera(camera, CameraRun(self.worker_id, 0, secrets.token_hex(8)))
+            if cameras and not self._cameras:
                 raise PipelineError(f"no camera could be started: {self.failed_cameras}")
+            if not cameras:
+                log.info("worker %s (cluster.mode %s) starts with no camera", self.worker_id,
+                         config.cluster.mode)
             self._workers = [_spawn("emotion", self._emotion_worker, emotion),
                              _spawn("output", self._output_worker, output)]
+            if self._cluster is not None and self._cluster.coordinator is not None:
+                self._cluster_thread = _spawn("cluster", self._cluster.run_coordinator,
+                                              self._stop)
             deadline = None if duration_s is None else time.monotonic() + duration_s
             next_status = time.monotonic() + status_interval_s
             self._phase = "running"
@@ -384,10 +473,16 @@ class LiveRunner:
             self._stop.set()
 
     def _join_all(self) -> None:
-        """Stop in pipeline order: cameras (which hand over their open tracks), then the
-        emotion worker drains the channel, then the output thread drains its queue."""
+        """Stop in pipeline order: the cluster coordinator, cameras (which hand over their
+        open tracks), their leases, then the emotion worker drains the channel, then the
+        output thread drains its queue."""
         self._stop.set()
+        if self._cluster_thread is not None:
+            _join([self._cluster_thread])
+        self.stop_cameras(list(self._camera_runs), forget=False)  # health stays readable
         _join(self._camera_threads)
+        if self._cluster is not None:
+            self._cluster.release_all()
         if self._channel is not None:
             self._channel.close()
         _join(self._workers[:1])
@@ -395,17 +490,66 @@ class LiveRunner:
             self._ops.close()
         _join(self._workers[1:])
 
-    def _analyse_camera(self, camera: CameraConfig, frames: LatestQueue[Frame]) -> None:
-        detector = create_detector(self.config.detector)
+    # -- cameras that start and stop while the run goes on ----------------------------------
+    def start_camera(self, camera: CameraConfig, run: CameraRun) -> bool:
+        """Start decoding and analysing ``camera`` as ``run`` (worker, lease epoch); False
+        (logged, counted, in :attr:`failed_cameras`) when it cannot be constructed."""
+        frames: LatestQueue[Frame] = LatestQueue(self.config.source.live_queue_size)
+        stop = threading.Event()
         try:
-            detector.start()
-        except PipelineError as err:
-            log.error("camera %s: detector failed to start: %s", camera.id, err)
-            return
-        analyzer = CameraAnalyzer(camera, self.config, detector, self.metrics)
+            supervised = SupervisedCamera(
+                camera, self.config.source, frames, stop,
+                packets=self._evidence.ring(camera.id) if self._evidence else None)
+        except PipelineError as err:  # one bad camera never stops the others
+            log.error("camera %s: not started: %s", camera.id, err)
+            self.metrics.count(camera.id, "camera_start_failed")
+            self.failed_cameras[camera.id] = str(err)
+            return False
+        threads = _CameraThreads(
+            stop, _spawn(f"decode-{camera.id}", supervised.run),
+            _spawn(f"analyse-{camera.id}", self._analyse_camera, camera, frames, stop, run))
+        with self._camera_lock:
+            self._camera_runs[camera.id] = threads
+            self._cameras[camera.id] = supervised
+            self.failed_cameras.pop(camera.id, None)
+            self._camera_threads = [*self._camera_threads, threads.decode, threads.analyse]
+        return True
+
+    def stop_cameras(self, camera_ids: list[str] | tuple[str, ...], forget: bool = True) -> None:
+        """Stop these cameras together; returns once their analysis threads have handed
+        their open tracks to the output (the ordered path) and their decoders closed.
+        ``forget``: drop them from :attr:`cameras` (a camera moved to another worker); at the
+        end of the run they stay, so their health can still be read."""
+        with self._camera_lock:
+            runs = [self._camera_runs.pop(c) for c in camera_ids if c in self._camera_runs]
+            for camera_id in camera_ids:
+                self.failed_cameras.pop(camera_id, None)
+        for run in runs:
+            run.stop.set()
+        _join([run.analyse for run in runs])
+        _join([run.decode for run in runs])
+        gone = {t for run in runs for t in (run.analyse, run.decode)}
+        with self._camera_lock:
+            for camera_id in camera_ids:
+                if forget and camera_id not in self._camera_runs:
+                    self._cameras.pop(camera_id, None)
+            self._camera_threads = [t for t in self._camera_threads if t not in gone]
+
+    def cluster_state(self) -> ClusterState:
+        """Which cameras this worker holds, and in leases mode the cluster as it sees it."""
+        if self._cluster is not None and self._cluster.coordinator is not None:
+            return self._cluster.coordinator.state()
+        held = {camera_id: 0 for camera_id in sorted(self._camera_runs)}
+        return ClusterState(self.config.cluster.mode, self.worker_id, len(held),
+                            redis_up=True, held=held)
+
+    def _analyse_camera(self, camera: CameraConfig, frames: LatestQueue[Frame],
+                        stop: threading.Event, run: CameraRun | None = None) -> None:
+        analyzer = CameraAnalyzer(camera, self.config, self._detector, self.metrics, run=run,
+                                  persist_prior=True)
         last: Frame | None = None
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 try:
                     frame = frames.get(timeout=0.5)
                 except queue.Empty:
@@ -418,14 +562,14 @@ class LiveRunner:
                     self.metrics.count(camera.id, "frame_errors")
                     log.exception("camera %s: frame %d failed", camera.id, frame.index)
                     continue
+                if self._evidence is not None:
+                    self._evidence.note_faces(camera.id, frame.ts_ms, analysis.faces)
                 last = frame
                 self._hand_over(camera.id, analysis.crops, analysis.ended_track_ids)
             if last is not None:  # stopping: the open tracks' pending crops are not lost
                 self._hand_over(camera.id, *analyzer.finish(last.wall_ts_s))
         except QueueClosed:
             return
-        finally:
-            detector.stop()
 
     def _hand_over(self, camera_id: str, crops: list[CropRequest], ended: list[int]) -> None:
         """Crops, then the marker of the tracks that ended with them, in order."""
@@ -455,7 +599,7 @@ class LiveRunner:
         crops = [item for item in batch if isinstance(item, CropRequest)]
         try:
             classified: list[ClassifiedFace | None] = list(
-                _classify(emotion, crops, self.metrics))
+                _classify(emotion, crops, self.metrics, self._evidence))
         except Exception:
             log.exception("emotion batch of %d failed", len(crops))
             self.metrics.count("all", "classify_errors")
@@ -482,7 +626,8 @@ class LiveRunner:
             except queue.Empty:
                 output.poll()
                 continue
-            except QueueClosed:
+            except QueueClosed:  # cameras stopped: their alerts' evidence is written now
+                output.finish_evidence()
                 return
             try:
                 output.handle(events, ended, camera_id)
@@ -496,8 +641,9 @@ class LiveRunner:
         be constructed, or its supervisor gave up (state FAILED)."""
         if self._phase != "running":
             return False
-        return all(camera.health().state is CameraState.FAILED
-                   for camera in list(self._cameras.values()))
+        cameras = list(self._cameras.values())
+        return bool(cameras) and all(camera.health().state is CameraState.FAILED
+                                     for camera in cameras)
 
     def liveness(self) -> ProbeResult:
         """Alive unless the run loop stopped ticking for ``metrics.liveness_timeout_s`` or
@@ -596,6 +742,7 @@ class LiveRunner:
             "live": {"ok": live.ok, "reason": live.reason},
             "ready": {"ok": ready.ok, "reason": ready.reason},
             "cameras": cameras, "publisher": publisher, "spool": spool,
+            "cluster": self.cluster_state().to_json(),
         }
 
     def _log_status(self, output: EventOutput) -> None:

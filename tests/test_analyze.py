@@ -9,6 +9,7 @@ import numpy as np
 from pipeline.analyze import CameraAnalyzer, native_crop_size
 from pipeline.config import AppConfig, CameraConfig
 from pipeline.detect.base import Detector, FaceArrays
+from pipeline.detect.scan import FaceSizeRange
 from pipeline.metrics import RunMetrics
 from pipeline.records import Frame
 
@@ -21,7 +22,7 @@ class _CountingDetector(Detector):
     def _load(self) -> None:
         self.calls = 0
 
-    def _detect_image(self, image_bgr: np.ndarray) -> FaceArrays:
+    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
         self.calls += 1
         return FaceArrays.empty()
 

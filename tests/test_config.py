@@ -98,6 +98,21 @@ def test_check_config_reports_missing_model_file(tmp_path: Path) -> None:
     assert "classify.model: file not found" in result.stderr
 
 
+def test_camera_enhance_override_is_validated_and_its_model_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("cameras:\n  - id: cam1\n    url: rtsp://h/s\n    enhance:\n"
+                    "      method: sr\n      sr_model: /nowhere/cam1_sr.json\n")
+    result = _run_check(path)
+    assert result.returncode == 2
+    assert "cameras[0] (cam1).enhance.sr_model: file not found: /nowhere/cam1_sr.json" \
+        in result.stderr
+    path.write_text("cameras:\n  - id: cam1\n    url: rtsp://h/s\n    enhance:\n"
+                    "      method: sr\n")
+    result = _run_check(path)
+    assert result.returncode == 2
+    assert "enhance.sr_model is required" in result.stderr
+
+
 def test_reversed_sr_band_refused() -> None:
     with pytest.raises(ConfigError, match="sr_size_band_px"):
         parse_config("enhance:\n  sr_size_band_px: [40, 12]\n")

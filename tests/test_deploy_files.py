@@ -236,11 +236,16 @@ def test_overlay_objects_fit_together(rendered: tuple[str, Path, list[dict]]) ->
     else:
         assert "nvidia.com/gpu" not in resources["limits"]
         assert container["image"].endswith(":cpu")
-    # one station config per replica, named after the pod, mounted where --config looks
-    replicas = sts["spec"]["replicas"]
-    expected = {f"{sts['metadata']['name']}-{i}.yaml" for i in range(replicas)}
-    assert set(config_map["data"]) == expected
-    assert container["args"] == ["--config", "/etc/cctv/$(POD_NAME).yaml"]
+    # one station config for every replica, which lease its cameras (cluster.mode leases)
+    # with enough capacity left when one pod is down; the worker id is the pod name
+    assert set(config_map["data"]) == {"station.yaml"}
+    assert container["args"] == ["--config", "/etc/cctv/station.yaml",
+                                 "--worker-id", "$(POD_NAME)"]
+    station = yaml.safe_load(config_map["data"]["station.yaml"])
+    cluster = station["cluster"]
+    assert cluster["mode"] == "leases"
+    spare = (sts["spec"]["replicas"] - pdb["spec"]["maxUnavailable"]) * cluster["capacity"]
+    assert spare >= len(station["cameras"])
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert mounts["config"] == "/etc/cctv"

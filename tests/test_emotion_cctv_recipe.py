@@ -218,7 +218,8 @@ def test_track_level_evaluation_json(recipe: dict, tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     methods = [r["method"] for r in res["rows"]]
     assert methods == ["single", "best_confidence", "best_sharpness", "smoother",
-                       "mean_probability", "mean_log_probability", "mean_probability_2"]
+                       "mean_probability", "mean_log_probability", "mean_probability_2",
+                       "fused_crop"]
     assert all(r["condition"] == "h264_2000kbps_24px" and r["n"] == 16 for r in res["rows"])
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in res["rows"])
     # the smoother with equal spacing and no decay is the plain mean of the crops
@@ -226,3 +227,9 @@ def test_track_level_evaluation_json(recipe: dict, tmp_path: Path) -> None:
     names = tuple(f"c{i}" for i in range(8))
     flat = smoothed_probabilities(probs, names, interval_s=0.0)
     assert np.allclose(flat, probs.mean(axis=1), atol=1e-5)
+    # fusing aligned crops is their pixel mean
+    from engines.eval.tracks import fuse_crops
+
+    a, b = np.full((2, 4, 4), 10, np.uint8), np.full((2, 4, 4), 21, np.uint8)
+    fused = fuse_crops([list(a), list(b)])
+    assert len(fused) == 2 and all((f == 16).all() for f in fused)

@@ -212,3 +212,31 @@ def test_face_sizes_must_match_crops(models: dict[str, Path]) -> None:
     enhancer = Enhancer(EnhanceConfig(), size_px=OUTPUT_PX)
     with pytest.raises(ValueError, match="expected one face size per crop"):
         enhancer.process([random_crop(np.random.default_rng(9), 16)], [])
+
+
+def test_camera_enhance_override_runs_each_camera_through_its_own_generator(
+        models: dict[str, Path]) -> None:
+    """One stage serves cameras with different enhance sections; equal sections share one
+    enhancer (one engine), and the classifier sees each camera's own restoration."""
+    from pipeline.analyze import CropRequest
+    from pipeline.classify import EmotionStage
+    from pipeline.config import ClassifyConfig
+
+    sr = EnhanceConfig(method="sr", sr_model=models["gray"], sr_size_band_px=BAND)
+    stage = EmotionStage(ClassifyConfig(), EnhanceConfig(method="bicubic"), 48,
+                         camera_enhance={"cam-sr-a": sr, "cam-sr-b": sr})
+    assert len(stage._enhancers) == 2  # the default and one shared SR enhancer
+    rng = np.random.default_rng(3)
+    requests = [CropRequest(cam, i, 1, 40.0 * i, 0.0, (0, 0, 20, 20), 20.0, 0.9,
+                            random_crop(rng, 20))
+                for i, cam in enumerate(["cam-plain", "cam-sr-a", "cam-sr-b", "cam-plain"])]
+    stage.start()
+    try:
+        enhanced = stage._enhance(requests)
+    finally:
+        stage.stop()
+    assert [e.sr_applied for e in enhanced] == [False, True, True, False]
+    for request, face in zip(requests, enhanced, strict=True):
+        if not face.sr_applied:
+            np.testing.assert_array_equal(face.image_bgr,
+                                          bicubic_upscale(request.crop_lr_bgr, 48))

@@ -164,13 +164,9 @@ def _wait_for(predicate, timeout_s: float) -> bool:
 def test_live_rtsp_camera_unaffected_by_a_dead_one(tmp_path: Path, demo_clip: Path,
                                                    redis_server: EmbeddedRedis,
                                                    redis_client: redis.Redis) -> None:
-    from tests.helpers.rtsp_server import RtspServerProcess, free_port
+    from tests.helpers.rtsp_server import free_port, serve_copy
 
-    media = tmp_path / "media"
-    media.mkdir()
-    shutil.copy(demo_clip, media / "demo.mp4")
-    server = RtspServerProcess(media, tmp_path / "rtsp.log")
-    server.start()
+    server = serve_copy(demo_clip, tmp_path)
     dead_port = free_port()
     config = _config(tmp_path, redis_server.url, f"""
 cameras:

@@ -64,16 +64,14 @@ class DegradeConfig(_Strict):
         "bilinear", "bicubic")
 
 
-class CameraSimConfig(_Strict):
-    """Faces through the camera simulator (:mod:`engines.cctv_sim`), made once and cached."""
+class CameraRangesConfig(_Strict):
+    """The cameras the simulator (:mod:`engines.cctv_sim`) draws from: one per chunk of faces.
+    Shared by emotion training (``augment.camera``) and SR training (``data.camera``)."""
 
     enabled: bool = False
     clip: Path | None = Field(
         default=None, description="background clip; default $CCTV_SHARED/data/cctv/"
         "town_centre_1080p25.mp4")
-    variants: Annotated[int, Field(ge=1, le=8)] = 2
-    prob: Prob = Field(default=0.5, description="share of face samples drawn from simulated "
-                       "variants instead of the clean image")
     min_size_px: Annotated[int, Field(ge=4)] = 10
     max_size_px: Annotated[int, Field(ge=4, le=64)] = 48
     bitrate_kbps: tuple[float, float] = (300.0, 4000.0)
@@ -82,8 +80,16 @@ class CameraSimConfig(_Strict):
     hevc_prob: Prob = 0.2
     jpeg_prob: Prob = 0.1
     crop_hw: tuple[int, int] | None = (540, 960)
-    restore_methods: tuple[Literal["bilinear", "bicubic"], ...] = ("bilinear", "bicubic")
     workers: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class CameraSimConfig(CameraRangesConfig):
+    """Faces through the camera simulator, made once and cached (emotion training)."""
+
+    variants: Annotated[int, Field(ge=1, le=8)] = 2
+    prob: Prob = Field(default=0.5, description="share of face samples drawn from simulated "
+                       "variants instead of the clean image")
+    restore_methods: tuple[Literal["bilinear", "bicubic"], ...] = ("bilinear", "bicubic")
 
 
 class NonFaceConfig(_Strict):

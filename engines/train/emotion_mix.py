@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.cctv_sim import SimRanges, SimulatedSet, simulate_dataset
-from engines.train.config import CameraSimConfig, NonFaceConfig, TrainConfig
+from engines.train.config import CameraRangesConfig, CameraSimConfig, NonFaceConfig, TrainConfig
 from engines.train.degradations import restore
 from engines.train.ferplus import FaceDataset, default_shared_dir
 
@@ -32,11 +32,11 @@ def default_clip() -> Path:
     return default_shared_dir() / DEFAULT_CLIP
 
 
-def camera_clip(cfg: CameraSimConfig) -> Path:
+def camera_clip(cfg: CameraRangesConfig) -> Path:
     return cfg.clip if cfg.clip is not None else default_clip()
 
 
-def sim_ranges(cfg: CameraSimConfig) -> SimRanges:
+def sim_ranges(cfg: CameraRangesConfig) -> SimRanges:
     return SimRanges(min_size_px=cfg.min_size_px, max_size_px=cfg.max_size_px,
                      blur_sigma=cfg.blur_sigma, noise_sigma=cfg.noise_sigma,
                      bitrate_kbps=cfg.bitrate_kbps, hevc_prob=cfg.hevc_prob,

@@ -14,7 +14,10 @@ gets exported.
 Data: FER+ folders, folders of face images of any size, and ``--footage`` (video files or
 folders), whose faces are harvested with the pipeline's own detector and tracker
 (:mod:`engines.train.harvest`): per-camera adaptation with no high-resolution data. With
-``--footage`` the FER+ data is dropped unless ``--keep-base-data`` is given.
+``--footage`` the FER+ data is dropped unless ``--keep-base-data`` is given. With
+``data.camera.enabled`` the pairs are camera-domain (:mod:`engines.train.sr_camera`): FER+
+faces through the camera simulator are the ground truth, and through it again at 1/scale the
+input; validation pairs are made the same way from the validation faces.
 
 Seeded (step ``k`` draws its batch from ``(seed, k)``, so a resumed run continues the same
 sequence), resumable from ``last.pt``; the run directory holds ``config.resolved.json``,
@@ -43,7 +46,9 @@ from engines.manifest import sha256_file
 from engines.models.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from engines.models.generator import Generator, GeneratorConfig, build_generator
 from engines.train.emotion import machine_description, pick_device
+from engines.train.emotion_mix import camera_clip, sim_ranges
 from engines.train.ferplus import default_shared_dir, load_dataset_cached
+from engines.train.sr_camera import CameraPairBank, CameraPairs, build_camera_pairs
 from engines.train.sr_config import SrTrainConfig, load_sr_config
 from engines.train.sr_data import (
     FaceBank,
@@ -119,8 +124,32 @@ def load_training_faces(cfg: SrTrainConfig) -> tuple[list[np.ndarray], dict[str,
     return faces, summary
 
 
+def camera_pairs(cfg: SrTrainConfig, faces: list[np.ndarray], seed: int) -> CameraPairs:
+    """Camera-domain pairs of gray FER+ faces (``data.camera``), cached by the simulator."""
+    if cfg.model.color != "gray":
+        raise ValueError("data.camera: expected model.color gray (the simulator is luminance "
+                         f"only), got {cfg.model.color!r}")
+    cam = cfg.data.camera
+    return build_camera_pairs(np.stack(faces), sim_ranges(cam), cfg.data.hr_sizes,
+                              cfg.pairs.scale, camera_clip(cam), seed, workers=cam.workers,
+                              cache_dir=cfg.data.cache_dir)
+
+
+def training_bank(cfg: SrTrainConfig) -> tuple[FaceBank | CameraPairBank, dict[str, Any]]:
+    faces, data_summary = load_training_faces(cfg)
+    if not cfg.data.camera.enabled:
+        return FaceBank(faces, cfg.data.hr_sizes), data_summary
+    if cfg.data.footage or cfg.data.image_dirs:
+        raise ValueError("data.camera: expected FER+ faces only (equal-size images); "
+                         "footage and image_dirs use the plain pairs")
+    pairs = camera_pairs(cfg, faces, cfg.seed)
+    data_summary["camera_pairs"] = pairs.summary()
+    return CameraPairBank(pairs), data_summary
+
+
 def validation_pairs(cfg: SrTrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fixed (lr, hr) pairs: FER+ validation faces at 48 px, downscaled x scale, no augment."""
+    """Fixed (lr, hr) pairs: FER+ validation faces at 48 px, downscaled x scale, no augment
+    (camera mode: the best-populated ground-truth size of the camera-domain pairs)."""
     if cfg.data.val_dir is None:
         return None
     folder = ferplus_root(cfg) / cfg.data.val_dir
@@ -128,6 +157,10 @@ def validation_pairs(cfg: SrTrainConfig) -> tuple[np.ndarray, np.ndarray] | None
         log.warning("no validation folder %s; skipping validation", folder)
         return None
     faces = _ferplus_faces(folder, cfg)[:cfg.data.val_images]
+    if cfg.data.camera.enabled:
+        pairs = camera_pairs(cfg, faces, cfg.seed + 1000)
+        size = max(pairs.hr, key=lambda s: len(pairs.hr[s]))  # the best-populated size
+        return pairs.lr[size], pairs.hr[size]
     hr_size = 48
     lr_size = hr_size // cfg.pairs.scale
     hr = np.stack([resize_bicubic_aa(f, (hr_size, hr_size)) for f in faces])
@@ -196,8 +229,7 @@ def train(cfg: SrTrainConfig, out_dir: Path, resume: bool = False, init: Path | 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.resolved.json").write_text(cfg.model_dump_json(indent=2))
 
-    faces, data_summary = load_training_faces(cfg)
-    bank = FaceBank(faces, cfg.data.hr_sizes)
+    bank, data_summary = training_bank(cfg)
     log.info("data: %d faces (%s); hr sizes in use %s", len(bank), data_summary,
              {s: len(i) for s, i in bank.by_size.items()})
     val = validation_pairs(cfg)

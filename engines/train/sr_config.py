@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from engines.train.config import CameraRangesConfig
 from pipeline.errors import ConfigError
 
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -36,6 +37,15 @@ class HarvestConfig(_Strict):
     max_frames: Annotated[int, Field(ge=1)] | None = None
 
 
+class SrCameraConfig(CameraRangesConfig):
+    """Camera-domain pairs (:mod:`engines.train.sr_camera`): FER+ faces through the camera
+    simulator at ``min_size_px``-``max_size_px`` are the ground truth, and the ground truth
+    through the simulator again at 1/scale the size is the input."""
+
+    min_size_px: Annotated[int, Field(ge=8)] = 40
+    max_size_px: Annotated[int, Field(ge=8, le=64)] = 48
+
+
 class SrDataConfig(_Strict):
     root: Path | None = Field(
         default=None, description="FER+ folder; default $CCTV_SHARED/data/ferplus or "
@@ -54,6 +64,7 @@ class SrDataConfig(_Strict):
     val_dir: str | None = "FER2013Valid"
     val_images: Annotated[int, Field(ge=1)] = 256
     cache_dir: Path | None = Path("runs/cache")
+    camera: SrCameraConfig = SrCameraConfig()
 
 
 class PairConfig(_Strict):

@@ -1,8 +1,15 @@
 """The detector interface every backend implements, and the work all backends share.
 
-:meth:`Detector.detect` handles what is the same for every network: regions of interest,
+:meth:`Detector.detect` and :meth:`Detector.detect_regions` handle what is the same for every
+network: regions of interest, the face sizes each region needs (pipeline/detect/scan.py),
 mapping boxes back to frame pixels, the score / minimum-size gates, and the final NMS.
-A backend only turns one BGR image into raw face arrays (:meth:`Detector._detect_image`).
+A backend only turns one BGR image into raw face arrays for a range of face sizes
+(:meth:`Detector._detect_image`); one that can batch work across regions (MTCNN's R-Net and
+O-Net) overrides :meth:`Detector._detect_regions` as well.
+
+One started detector may serve several cameras, each calling it from its own thread: a
+backend keeps no per-call state on ``self`` (ONNX Runtime sessions are safe to run from
+several threads; YuNet's OpenCV network is not, so it keeps one per thread).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 
 from pipeline.config import DetectorConfig
 from pipeline.detect.geometry import Polygon, centres_inside, nms, roi_rectangles
+from pipeline.detect.scan import FaceSizeRange, ScanRegion, centres_in_rect, clip_rect, full_regions
 from pipeline.errors import PipelineError
 from pipeline.records import Detection
 
@@ -84,30 +92,70 @@ class Detector(ABC):
             self._unload()
             self._started = False
 
+    @property
+    def full_sizes(self) -> FaceSizeRange:
+        """Every face size the config asks for: ``min_face_px`` and up."""
+        return FaceSizeRange(float(self.cfg.min_face_px))
+
     def detect(self, image_bgr: np.ndarray,
                roi_polygons: Sequence[Polygon] | None = None) -> list[Detection]:
-        """Faces in a BGR uint8 image, best score first, boxes and landmarks in its pixels.
+        """Faces in a BGR uint8 image ``(H, W, 3)``, best score first, boxes and landmarks in
+        its pixels; every size from ``min_face_px`` up.
 
         With ``roi_polygons`` the network only sees the bounding rectangles of the polygons
-        and only faces whose box centre lies inside a polygon are returned.
+        and only faces whose box centre lies inside a polygon are returned. Raises ValueError
+        for an image of the wrong type or shape, PipelineError before :meth:`start`.
         """
         check_image(image_bgr)
-        if not self._started:
-            raise PipelineError(f"{self.name} detector: call start() before detect()")
         height, width = image_bgr.shape[:2]
         if roi_polygons:
             rects = roi_rectangles(roi_polygons, width, height)
         else:
             rects = [(0, 0, width, height)]
-        parts = []
-        for x1, y1, x2, y2 in rects:
-            found = self._detect_image(image_bgr[y1:y2, x1:x2])
-            parts.append(found.shifted(x1, y1) if (x1 or y1) else found)
-        faces = FaceArrays.concat(parts)
+        return self.detect_regions(image_bgr, full_regions(rects, self.full_sizes), roi_polygons)
+
+    def detect_regions(self, image_bgr: np.ndarray, regions: Sequence[ScanRegion],
+                       roi_polygons: Sequence[Polygon] | None = None) -> list[Detection]:
+        """Faces in the given regions of a BGR uint8 image ``(H, W, 3)``, each region scanned
+        only for its face sizes (never below ``min_face_px``), best score first, in image
+        pixels. A face is kept when its box centre lies in its region's keep rectangle and,
+        with ``roi_polygons``, inside a polygon. Regions are clipped to the image. Raises
+        ValueError for a bad image, PipelineError before :meth:`start`."""
+        check_image(image_bgr)
+        if not self._started:
+            raise PipelineError(f"{self.name} detector: call start() before detect()")
+        height, width = image_bgr.shape[:2]
+        clipped = []
+        for region in regions:
+            rect = clip_rect(region.rect_xyxy, width, height)
+            if rect is not None:
+                clipped.append(ScanRegion(rect, region.sizes, region.keep_xyxy))
+        faces = self._detect_regions(image_bgr, clipped) if clipped else FaceArrays.empty()
         faces = faces.take(self._gate(faces, roi_polygons))
-        if len(rects) > 1:
+        if len(clipped) > 1:
             faces = faces.take(nms(faces.boxes_xyxy, faces.scores, self.cfg.nms_iou))
         return self._to_records(faces, width, height)
+
+    def input_pixels(self, height: int, width: int, sizes: FaceSizeRange) -> int:
+        """Pixels the network reads to scan a ``height`` x ``width`` region for ``sizes``: the
+        deterministic measure of detection work (summed over MTCNN's pyramid levels). This
+        default counts the region at full resolution."""
+        return int(height) * int(width)
+
+    def _detect_regions(self, image_bgr: np.ndarray,
+                        regions: Sequence[ScanRegion]) -> FaceArrays:
+        """Raw faces of every region, in image pixels, each filtered to its keep rectangle.
+        Backends that can batch across regions override this."""
+        parts = []
+        for region in regions:
+            x1, y1, x2, y2 = region.rect_xyxy
+            found = self._detect_image(image_bgr[y1:y2, x1:x2], region.sizes)
+            found = found.shifted(x1, y1) if (x1 or y1) else found
+            if region.keep_xyxy is not None:
+                found = found.take(np.flatnonzero(centres_in_rect(found.boxes_xyxy,
+                                                                  region.keep_xyxy)))
+            parts.append(found)
+        return FaceArrays.concat(parts)
 
     def _gate(self, faces: FaceArrays, roi_polygons: Sequence[Polygon] | None) -> np.ndarray:
         boxes = faces.boxes_xyxy
@@ -140,8 +188,10 @@ class Detector(ABC):
         """Drop the model (called once by stop)."""
 
     @abstractmethod
-    def _detect_image(self, image_bgr: np.ndarray) -> FaceArrays:
-        """Faces in one BGR image (a whole frame or one ROI rectangle), in its pixels.
+    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
+        """Faces of ``sizes`` in one BGR image (a whole frame or one region), in its pixels.
 
-        May return faces below the score threshold or min size; :meth:`detect` gates them.
+        Scans at the resolution ``sizes`` needs (never finer than ``min_face_px`` needs); may
+        return faces below the score threshold or min size, or outside ``sizes``:
+        :meth:`detect` gates them.
         """

@@ -10,12 +10,20 @@ Facts about these graphs (from inspecting them): inputs are NHWC float, RGB scal
 ``(1, W', H', 2)`` face probabilities on that transposed grid; R-Net and O-Net return box
 offsets ``(N, 4)`` as ``dx1, dy1, dx2, dy2`` in units of the box size, O-Net also ``(N, 10)``
 landmarks as five x fractions then five y fractions of the box.
+
+Work per call (issue 14): P-Net runs only at the pyramid levels the requested face sizes
+need (a level at scale ``s`` finds faces of about ``12 / s`` px), on tiles of at most
+:data:`PNET_TILE_PX` so ONNX Runtime's arena holds one tile's activations (~16 MB) instead of
+a full 1080p level's (~80 MB per conv output); R-Net and O-Net then run once per call on the
+candidates of every region. Frames stay BGR: the channel swap happens in the float
+conversion the networks need anyway.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -26,6 +34,7 @@ from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
 from pipeline.detect.geometry import nms
 from pipeline.detect.onnx_session import open_session
+from pipeline.detect.scan import FaceSizeRange, ScanRegion, centres_in_rect
 from pipeline.errors import ModelError
 
 PNET_CELL_PX = 12
@@ -36,6 +45,10 @@ RNET_THRESHOLD = 0.7
 PNET_SCALE_NMS_IOU = 0.5
 PNET_MERGE_NMS_IOU = 0.7
 RNET_NMS_IOU = 0.7
+# P-Net's receptive field is 12 px at stride 2 with no padding, so tiles that start at even
+# offsets and overlap by 10 px give exactly the untiled output.
+PNET_TILE_PX = 640
+_PNET_TILE_OVERLAP_PX = PNET_CELL_PX - PNET_STRIDE_PX
 
 
 def mtcnn_model_dir() -> Path:
@@ -50,12 +63,26 @@ def mtcnn_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _normalise(batch_rgb: np.ndarray) -> np.ndarray:
-    """uint8 NHWC RGB -> float32 NWHC (transposed) scaled as ``(x - 127.5) / 128``."""
-    batch = np.ascontiguousarray(batch_rgb.transpose(0, 2, 1, 3)).astype(np.float32)
+def _normalise(batch_bgr: np.ndarray) -> np.ndarray:
+    """uint8 NHWC BGR -> float32 NWHC (transposed) RGB scaled as ``(x - 127.5) / 128``."""
+    batch = np.ascontiguousarray(batch_bgr[..., ::-1].transpose(0, 2, 1, 3)).astype(np.float32)
     batch *= 0.0078125
     batch -= 127.5 * 0.0078125
     return batch
+
+
+def _tiles(length: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of P-Net tiles along one axis of ``length`` px: balanced tiles of at
+    most :data:`PNET_TILE_PX` that start at even offsets and overlap the next by exactly
+    10 px, so their outputs join without gap or repeat (the last runs to the end)."""
+    if length <= PNET_TILE_PX:
+        return [(0, length)]
+    count = math.ceil((length - _PNET_TILE_OVERLAP_PX) / (PNET_TILE_PX - _PNET_TILE_OVERLAP_PX))
+    step = math.ceil((length - _PNET_TILE_OVERLAP_PX) / count)
+    step += step % 2
+    starts = [i * step for i in range(count) if i * step + _PNET_TILE_OVERLAP_PX < length]
+    return [(start, start + step + _PNET_TILE_OVERLAP_PX if start != starts[-1] else length)
+            for start in starts]
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
@@ -74,16 +101,16 @@ def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return boxes + offsets * np.concatenate([w, h, w, h], axis=1)
 
 
-def _crops(image_rgb: np.ndarray, boxes: np.ndarray, size_px: int) -> np.ndarray:
+def _crops(image: np.ndarray, boxes: np.ndarray, size_px: int) -> np.ndarray:
     """Square crops resized to ``size_px``, zero-padded where a box leaves the image."""
-    height, width = image_rgb.shape[:2]
+    height, width = image.shape[:2]
     boxes_px = np.round(boxes).astype(np.int64)
     boxes_px[:, 2:] = np.maximum(boxes_px[:, 2:], boxes_px[:, :2] + 1)
     # One padded copy of the image instead of a padded patch per box (R-Net sees ~1000).
     pad = int(max(0, -boxes_px[:, :2].min(), (boxes_px[:, 2] - width).max(),
                   (boxes_px[:, 3] - height).max()))
-    padded = image_rgb if pad == 0 else cv2.copyMakeBorder(
-        image_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    padded = image if pad == 0 else cv2.copyMakeBorder(
+        image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     out = np.empty((len(boxes), size_px, size_px, 3), dtype=np.uint8)
     for i, (x1, y1, x2, y2) in enumerate(boxes_px + pad):
         interp = cv2.INTER_AREA if x2 - x1 > size_px else cv2.INTER_LINEAR
@@ -96,7 +123,8 @@ class MtcnnDetector(Detector):
 
     MTCNN already scans at the lowest resolution that resolves ``min_face_px`` faces, so
     ``max_input_side_px`` has nothing further to reduce here. Stage thresholds for P-Net and
-    R-Net are the paper's (0.6, 0.7); ``score_threshold`` gates O-Net's final score.
+    R-Net are the paper's (0.6, 0.7); ``score_threshold`` gates O-Net's final score. The
+    three sessions are shared by every thread that calls :meth:`detect`.
     """
 
     name = "mtcnn"
@@ -119,41 +147,90 @@ class MtcnnDetector(Detector):
     def _unload(self) -> None:
         self._pnet = self._rnet = self._onet = None
 
-    def pyramid_scales(self, height: int, width: int) -> list[float]:
+    def pyramid_scales(self, height: int, width: int,
+                       sizes: FaceSizeRange | None = None) -> list[float]:
+        """Scales of the P-Net levels for an image of ``height`` x ``width``: from the one
+        that maps ``min_face_px`` to 12 px down by 0.709 while the image is >= 12 px; with
+        ``sizes``, only the levels whose faces (``12 / s`` to ``12 / (0.709 s)`` px) overlap
+        them."""
         scale = PNET_CELL_PX / float(self.cfg.min_face_px)
         scales = []
         while min(height, width) * scale >= PNET_CELL_PX:
-            scales.append(scale)
+            face_px = PNET_CELL_PX / scale
+            if sizes is None or (face_px <= sizes.max_px
+                                 and face_px / PYRAMID_FACTOR > sizes.min_px):
+                scales.append(scale)
             scale *= PYRAMID_FACTOR
         return scales
 
-    def _detect_image(self, image_bgr: np.ndarray) -> FaceArrays:
-        image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        boxes = self._stage_pnet(image_rgb)
+    def input_pixels(self, height: int, width: int, sizes: FaceSizeRange) -> int:
+        """Pixels P-Net reads over the pyramid levels ``sizes`` needs (R-Net and O-Net work
+        depends on the candidates, not the region)."""
+        return sum(math.ceil(width * s) * math.ceil(height * s)
+                   for s in self.pyramid_scales(height, width, sizes))
+
+    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
+        height, width = image_bgr.shape[:2]
+        return self._detect_regions(image_bgr, [ScanRegion((0, 0, width, height), sizes)])
+
+    def _detect_regions(self, image_bgr: np.ndarray,
+                        regions: Sequence[ScanRegion]) -> FaceArrays:
+        """P-Net per region at its levels; R-Net and O-Net once on every region's candidates,
+        cropped from the whole image."""
+        found = []
+        for region in regions:
+            x1, y1, x2, y2 = region.rect_xyxy
+            cands = self._stage_pnet(image_bgr[y1:y2, x1:x2], region.sizes)
+            cands[:, :4] += np.array([x1, y1, x1, y1], dtype=cands.dtype)
+            if region.keep_xyxy is not None:
+                cands = cands[centres_in_rect(cands[:, :4], region.keep_xyxy)]
+            found.append(cands)
+        cands = np.concatenate(found) if found else np.zeros((0, 5))
+        if len(found) > 1:
+            cands = cands[nms(cands[:, :4], cands[:, 4], PNET_MERGE_NMS_IOU)]
+        boxes = cands[:, :4]
         if len(boxes):
-            boxes = self._stage_rnet(image_rgb, boxes)
+            boxes = self._stage_rnet(image_bgr, boxes)
         if len(boxes) == 0:
             return FaceArrays.empty()
-        return self._stage_onet(image_rgb, boxes)
+        return self._stage_onet(image_bgr, boxes)
 
-    def _stage_pnet(self, image_rgb: np.ndarray) -> np.ndarray:
-        """Candidate square boxes ``(N, 4)`` from the fully convolutional P-Net."""
-        height, width = image_rgb.shape[:2]
+    def _run_pnet(self, level_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P-Net over one pyramid level, tile by tile: face probability ``(H', W')`` and box
+        offsets ``(H', W', 4)`` on the level's stride-2 grid, ``[y, x]`` order."""
+        height, width = level_bgr.shape[:2]
+        tiles_x = _tiles(width)
+        prob_rows, reg_rows = [], []
+        for ty, y_end in _tiles(height):
+            prob_cols, reg_cols = [], []
+            for tx, x_end in tiles_x:
+                tile = level_bgr[ty:y_end, tx:x_end]
+                offsets, probs = self._pnet.run(["conv2d_4", "softmax"],
+                                                {"input_1": _normalise(tile[None])})
+                # back from the transposed grid to [y, x]
+                prob_cols.append(probs[0, :, :, 1].T)
+                reg_cols.append(offsets[0].transpose(1, 0, 2))
+            prob_rows.append(np.concatenate(prob_cols, axis=1))
+            reg_rows.append(np.concatenate(reg_cols, axis=1))
+        return np.concatenate(prob_rows, axis=0), np.concatenate(reg_rows, axis=0)
+
+    def _stage_pnet(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> np.ndarray:
+        """Candidate square boxes with scores ``(N, 5)`` from the fully convolutional P-Net,
+        at the pyramid levels of ``sizes``."""
+        height, width = image_bgr.shape[:2]
         found = []
-        scaled = image_rgb
-        for scale in self.pyramid_scales(height, width):
+        scaled = image_bgr
+        for scale in self.pyramid_scales(height, width, sizes):
             size = (math.ceil(width * scale), math.ceil(height * scale))
             # Each level is shrunk from the previous one (a mild 0.709 step, visually the same
             # as from the frame) instead of area-averaging the full frame for every level.
             interp = cv2.INTER_AREA if size[0] < scaled.shape[1] else cv2.INTER_LINEAR
             scaled = cv2.resize(scaled, size, interpolation=interp)
-            offsets, probs = self._pnet.run(["conv2d_4", "softmax"],
-                                            {"input_1": _normalise(scaled[None])})
-            face_prob = probs[0, :, :, 1].T  # back from the transposed grid to [y, x]
+            face_prob, offsets = self._run_pnet(scaled)
             ys, xs = np.nonzero(face_prob >= PNET_THRESHOLD)
             if ys.size == 0:
                 continue
-            reg = offsets[0].transpose(1, 0, 2)[ys, xs]
+            reg = offsets[ys, xs]
             x1 = xs * PNET_STRIDE_PX / scale
             y1 = ys * PNET_STRIDE_PX / scale
             cell = PNET_CELL_PX / scale
@@ -162,13 +239,14 @@ class MtcnnDetector(Detector):
             keep = nms(boxes, scores, PNET_SCALE_NMS_IOU)
             found.append(np.concatenate([boxes[keep], reg[keep], scores[keep, None]], axis=1))
         if not found:
-            return np.zeros((0, 4))
+            return np.zeros((0, 5))
         cands = np.concatenate(found)
         cands = cands[nms(cands[:, :4], cands[:, 8], PNET_MERGE_NMS_IOU)]
-        return _square(_regress(cands[:, :4], cands[:, 4:8]))
+        boxes = _square(_regress(cands[:, :4], cands[:, 4:8]))
+        return np.concatenate([boxes, cands[:, 8:9]], axis=1)
 
-    def _stage_rnet(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        batch = _normalise(_crops(image_rgb, boxes, 24))
+    def _stage_rnet(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        batch = _normalise(_crops(image_bgr, boxes, 24))
         offsets, probs = self._rnet.run(["dense_2", "softmax_1"], {"input_2": batch})
         scores = probs[:, 1]
         passed = scores >= RNET_THRESHOLD
@@ -176,8 +254,8 @@ class MtcnnDetector(Detector):
         keep = nms(boxes, scores, RNET_NMS_IOU)
         return _square(_regress(boxes[keep], offsets[keep]))
 
-    def _stage_onet(self, image_rgb: np.ndarray, boxes: np.ndarray) -> FaceArrays:
-        batch = _normalise(_crops(image_rgb, boxes, 48))
+    def _stage_onet(self, image_bgr: np.ndarray, boxes: np.ndarray) -> FaceArrays:
+        batch = _normalise(_crops(image_bgr, boxes, 48))
         offsets, points, probs = self._onet.run(["dense_5", "dense_6", "softmax_2"],
                                                 {"input_3": batch})
         scores = probs[:, 1]

@@ -20,8 +20,9 @@ import onnxruntime as ort
 
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
-from pipeline.detect.geometry import input_scale, nms
+from pipeline.detect.geometry import nms, region_input_scale
 from pipeline.detect.onnx_session import open_session
+from pipeline.detect.scan import FaceSizeRange
 from pipeline.errors import ModelError
 
 STRIDES = (8, 16, 32)
@@ -110,15 +111,17 @@ class ScrfdDetector(Detector):
     def _unload(self) -> None:
         self._session = None
 
-    def _prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+    def _prepare(self, image_bgr: np.ndarray,
+                 sizes: FaceSizeRange) -> tuple[np.ndarray, float]:
         """Letterboxed NCHW blob (image top-left, zero padding) and the image->input scale."""
         height, width = image_bgr.shape[:2]
         if self._fixed_hw is not None:
             in_h, in_w = self._fixed_hw
             scale = min(in_w / width, in_h / height)
         else:
-            scale = input_scale(max(height, width), self.cfg.min_face_px, SCRFD_MIN_FACE_PX,
-                                self.cfg.max_input_side_px)
+            scale = region_input_scale(max(height, width), self.cfg.min_face_px,
+                                       SCRFD_MIN_FACE_PX, self.cfg.max_input_side_px,
+                                       sizes.min_px)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         if self._fixed_hw is None:
             in_w, in_h = -(-new_w // 32) * 32, -(-new_h // 32) * 32
@@ -132,8 +135,8 @@ class ScrfdDetector(Detector):
                                      swapRB=True)
         return blob, new_w / width
 
-    def _detect_image(self, image_bgr: np.ndarray) -> FaceArrays:
-        blob, scale = self._prepare(image_bgr)
+    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
+        blob, scale = self._prepare(image_bgr, sizes)
         in_h, in_w = blob.shape[2:]
         names = list(self._outputs.values())
         values = dict(zip(names, self._session.run(names, {self._input_name: blob}), strict=True))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
-from pipeline.detect.geometry import input_scale
+from pipeline.detect.geometry import region_input_scale
+from pipeline.detect.scan import FaceSizeRange
 from pipeline.errors import ModelError
 
 # YuNet's smallest anchors resolve faces of about 10 px.
@@ -18,41 +21,63 @@ _TOP_K = 5000
 
 
 class YunetDetector(Detector):
-    """``cv2.FaceDetectorYN``; note ``cv2.setNumThreads`` is process-wide."""
+    """``cv2.FaceDetectorYN``, one network per calling thread (it keeps its input size, so
+    cameras sharing the detector must not share a network; each is ~0.2 MB of weights);
+    note ``cv2.setNumThreads`` is process-wide."""
 
     name = "yunet"
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self._net: cv2.FaceDetectorYN | None = None
+        self._local = threading.local()
+        self._generation = 0  # bumped by stop(): threads then open a fresh network
 
     def _load(self) -> None:
         path = self.cfg.model_path
         if path is None or not path.is_file():
             raise ModelError(f"yunet model not found: {path}")
         cv2.setNumThreads(self.cfg.threads)
-        try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(path), "", (320, 320), score_threshold=self.cfg.score_threshold,
-                nms_threshold=self.cfg.nms_iou, top_k=_TOP_K)
-        except cv2.error as err:
-            raise ModelError(f"cannot load yunet model {path}: {err}") from err
+        self._net()  # fail at start-up, not on the first frame
+
+    def _net(self) -> cv2.FaceDetectorYN:
+        """This thread's network, opened on its first call."""
+        net = getattr(self._local, "net", None)
+        if net is None or getattr(self._local, "generation", -1) != self._generation:
+            path = self.cfg.model_path
+            try:
+                net = cv2.FaceDetectorYN.create(
+                    str(path), "", (320, 320), score_threshold=self.cfg.score_threshold,
+                    nms_threshold=self.cfg.nms_iou, top_k=_TOP_K)
+            except cv2.error as err:
+                raise ModelError(f"cannot load yunet model {path}: {err}") from err
+            self._local.net, self._local.generation = net, self._generation
+        return net
 
     def _unload(self) -> None:
-        self._net = None
+        self._generation += 1
+        self._local = threading.local()
 
-    def _detect_image(self, image_bgr: np.ndarray) -> FaceArrays:
+    def _scale(self, height: int, width: int, sizes: FaceSizeRange) -> float:
+        return region_input_scale(max(height, width), self.cfg.min_face_px, YUNET_MIN_FACE_PX,
+                                  self.cfg.max_input_side_px, sizes.min_px)
+
+    def input_pixels(self, height: int, width: int, sizes: FaceSizeRange) -> int:
+        """Pixels of the resized input YuNet reads for a ``height`` x ``width`` region."""
+        scale = self._scale(height, width, sizes)
+        return max(1, round(width * scale)) * max(1, round(height * scale))
+
+    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
         height, width = image_bgr.shape[:2]
-        scale = input_scale(max(height, width), self.cfg.min_face_px, YUNET_MIN_FACE_PX,
-                            self.cfg.max_input_side_px)
+        scale = self._scale(height, width, sizes)
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
         else:
             image_bgr = np.ascontiguousarray(image_bgr)
         in_h, in_w = image_bgr.shape[:2]
-        self._net.setInputSize((in_w, in_h))
-        _, faces = self._net.detect(image_bgr)
+        net = self._net()
+        net.setInputSize((in_w, in_h))
+        _, faces = net.detect(image_bgr)
         if faces is None or len(faces) == 0:
             return FaceArrays.empty()
         sx, sy = width / in_w, height / in_h

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from pipeline.records import CameraRun
+
 
 @dataclass(frozen=True)
 class AlertTrack:
@@ -34,6 +36,7 @@ class Alert:
     tracks: tuple[AlertTrack, ...]
     evidence: tuple[str, ...] = ()
     msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run: CameraRun | None = None  # who analysed the camera (live); None in replay
 
     @property
     def summary(self) -> str:

@@ -12,12 +12,16 @@ Semantics (docs/events.md has the same in prose):
 - Crowd rules (``min_tracks > 1``) fire per camera when at least ``min_tracks`` tracks seen in
   the last ``track_stale_s`` have matched for long enough; once per episode of the camera
   (it ends when fewer tracks match) and not again within ``cooldown_s``.
+- With ``shared_cooldowns`` (cluster modes, pipeline/cluster/cooldowns.py) an alert also needs
+  the station-wide cooldown claim, so the worker that takes a camera over does not repeat
+  the alert its previous owner just sent; when the claim cannot be checked, local rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pipeline.config import AlertRuleConfig, AlertsConfig, SmoothingConfig
 from pipeline.errors import ConfigError
@@ -47,6 +51,15 @@ def validate_rules(cfg: AlertsConfig, class_names: Sequence[str] | None = None,
         raise ConfigError("; ".join(problems))
 
 
+class SharedCooldowns(Protocol):
+    """A cooldown shared by the workers of a station (wall-clock time)."""
+
+    def claim(self, rule_id: str, camera_id: str, scope: str, cooldown_s: float) -> bool:
+        """True when no worker fired ``rule_id`` for ``(camera_id, scope)`` within
+        ``cooldown_s``, and the claim is now ours; True too when it cannot be checked."""
+        ...
+
+
 @dataclass
 class _Match:
     """A track's standing against one rule."""
@@ -67,8 +80,10 @@ class AlertEngine:
 
     def __init__(self, cfg: AlertsConfig, smoothing: SmoothingConfig, station_id: str, *,
                  class_names: Sequence[str] | None = None,
-                 camera_ids: Sequence[str] | None = None) -> None:
+                 camera_ids: Sequence[str] | None = None,
+                 shared_cooldowns: SharedCooldowns | None = None) -> None:
         validate_rules(cfg, class_names, camera_ids)
+        self._shared = shared_cooldowns
         self.cfg = cfg
         self.station_id = station_id
         self._class_names = tuple(class_names) if class_names is not None else None
@@ -136,6 +151,10 @@ class AlertEngine:
             return None
         state.fired = True
         self._last_fire[key] = ts
+        scope = "camera" if scope_track is None else (
+            event.run.track_uid(event.track_id) if event.run else str(event.track_id))
+        if not self._claim(rule, event.camera_id, scope):
+            return None
         return self._alert(rule, event, [(event.track_id, state)])
 
     def _check_crowd_rule(self, rule: AlertRuleConfig, event: FaceEvent) -> Alert | None:
@@ -157,7 +176,16 @@ class AlertEngine:
             return None
         self._crowd_active[episode] = True
         self._last_fire[key] = ts
+        if not self._claim(rule, camera, "camera"):
+            return None
         return self._alert(rule, event, sorted(qualifying, key=lambda item: item[0]))
+
+    def _claim(self, rule: AlertRuleConfig, camera_id: str, scope: str) -> bool:
+        """The station-wide cooldown (another worker may have fired it); a refused claim
+        counts as this episode's alert, so it is not tried again at every observation."""
+        if self._shared is None or rule.cooldown_s <= 0:
+            return True
+        return self._shared.claim(rule.id, camera_id, scope, rule.cooldown_s)
 
     def _alert(self, rule: AlertRuleConfig, event: FaceEvent,
                matched: list[tuple[int, _Match]]) -> Alert:
@@ -181,7 +209,7 @@ class AlertEngine:
             station_id=self.station_id, camera_id=event.camera_id, rule_id=rule.id,
             severity=rule.severity, emotions=tuple(rule.emotions), threshold=rule.threshold,
             ts_ms=event.ts_ms, wall_ts_s=event.wall_ts_s, duration_ms=duration,
-            sr_applied=sr_applied, tracks=tuple(tracks))
+            sr_applied=sr_applied, tracks=tuple(tracks), run=event.run)
 
     def _forget(self, camera_id: str, track_id: int) -> None:
         self._seen.pop((camera_id, track_id), None)

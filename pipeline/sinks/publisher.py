@@ -47,7 +47,8 @@ from redis.connection import AbstractConnection
 
 from pipeline.config import RedisConfig, SpoolConfig
 from pipeline.errors import RedisRefusedError, SinkError
-from pipeline.events import alert_message, face_track_fields, to_fields
+from pipeline.events import EvidenceV1, alert_message, face_track_fields, to_fields
+from pipeline.origin import origin_fields
 from pipeline.records import FaceEvent
 from pipeline.rules.alert import Alert
 from pipeline.secrets import mask_secrets
@@ -65,7 +66,7 @@ from pipeline.sinks.probe import (
 )
 from pipeline.sinks.resp import borrowed_connection, execute_packed, pack_command, pack_xadd
 from pipeline.sinks.spool import DiskSpool, SpoolEntry
-from pipeline.sinks.streams import alerts_stream, events_stream
+from pipeline.sinks.streams import alerts_stream, events_stream, evidence_stream
 from pipeline.smoothing import SmoothedEmotion
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ class PublisherStats:
     server_restarts: int = 0
     inherited_delivered: int = 0
     inherited_rejected: int = 0
+    queued_evidence: int = 0
+    published_evidence: int = 0
 
     @property
     def events_not_delivered(self) -> int:
@@ -326,6 +329,7 @@ class EventPublisher:
     def publish_event(self, event: FaceEvent, smoothed: SmoothedEmotion) -> str:
         """Queue one face-track event; returns its msg_id."""
         fields = face_track_fields(event, smoothed, self.station_id)
+        fields.update(origin_fields(event.run, (event.track_id,)))
         stream = self._event_streams.get(event.camera_id)
         if stream is None:
             stream = events_stream(self.cfg.stream_prefix, self.station_id, event.camera_id)
@@ -341,7 +345,19 @@ class EventPublisher:
         stream = alerts_stream(self.cfg.stream_prefix, self.station_id)
         self._streams.setdefault(stream, self.cfg.alerts_max_age_s)
         self._count["queued_alert"] += 1
-        self._add(SpoolEntry("alert", stream, to_fields(message), self.cfg.alerts_maxlen))
+        fields = to_fields(message)
+        fields.update(origin_fields(alert.run, [t.track_id for t in alert.tracks], alert=True))
+        self._add(SpoolEntry("alert", stream, fields, self.cfg.alerts_maxlen))
+        self.flush()
+        return message.msg_id
+
+    def publish_evidence(self, message: EvidenceV1) -> str:
+        """Queue an alert's evidence references (``{prefix}:{station}:evidence``, capped and
+        aged like the alerts stream); sent at once, like alerts."""
+        stream = evidence_stream(self.cfg.stream_prefix, self.station_id)
+        self._streams.setdefault(stream, self.cfg.alerts_max_age_s)
+        self._count["queued_evidence"] += 1
+        self._add(SpoolEntry("evidence", stream, to_fields(message), self.cfg.alerts_maxlen))
         self.flush()
         return message.msg_id
 
@@ -593,4 +609,5 @@ class EventPublisher:
             write_failures=c["failures"], trims=c["trims"], redis_up=self._redis_up,
             entries_lost=c["lost"], streams_lost=c["streams_lost"],
             server_restarts=c["restarts"], inherited_delivered=c["inherited_delivered"],
-            inherited_rejected=c["inherited_rejected"])
+            inherited_rejected=c["inherited_rejected"],
+            queued_evidence=c["queued_evidence"], published_evidence=c["published_evidence"])

@@ -1,9 +1,9 @@
 """Bounded on-disk spool (SQLite, WAL) holding stream entries while Redis is unreachable.
 
 Entries keep their insertion order and are flushed in that order. When the spool is over
-``max_messages`` or ``max_mb``, the oldest face-track events are dropped first and alerts only
-when no event is left; every drop is counted and logged. It survives a process restart:
-the next run flushes what the previous one could not deliver.
+``max_messages`` or ``max_mb``, the oldest face-track events are dropped first, then evidence
+references, and alerts only when nothing else is left; every drop is counted and logged. It
+survives a process restart: the next run flushes what the previous one could not deliver.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pipeline.errors import SinkError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("event", "alert")
+KINDS = ("event", "evidence", "alert")  # the order in which a full spool drops
 _ROW_OVERHEAD_BYTES = 64
 
 
@@ -29,7 +29,7 @@ _ROW_OVERHEAD_BYTES = 64
 class SpoolEntry:
     """One stream entry waiting to be written; ``row_id`` is set once it is in the spool."""
 
-    kind: str  # "event" or "alert"
+    kind: str  # "event", "evidence" or "alert"
     stream: str
     fields: dict[str, str]
     maxlen: int

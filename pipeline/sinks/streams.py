@@ -1,6 +1,7 @@
 """Stream names. One events stream per station and camera, one alerts stream per station.
 
-Names are ``{prefix}:{station}:events:{camera}``, ``{prefix}:{station}:alerts`` and
+Names are ``{prefix}:{station}:events:{camera}``, ``{prefix}:{station}:alerts``,
+``{prefix}:{station}:evidence`` (alert evidence references, when evidence is enabled) and
 ``{prefix}:{station}:dead-letter``; the ACL file in deploy/redis grants on these patterns.
 """
 
@@ -28,3 +29,7 @@ def alerts_stream(prefix: str, station_id: str) -> str:
 
 def dead_letter_stream(prefix: str, station_id: str) -> str:
     return f"{_check('prefix', prefix)}:{_check('station_id', station_id)}:dead-letter"
+
+
+def evidence_stream(prefix: str, station_id: str) -> str:
+    return f"{_check('prefix', prefix)}:{_check('station_id', station_id)}:evidence"

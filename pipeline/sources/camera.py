@@ -33,10 +33,12 @@ from pipeline.sources.decode import (
     StreamClock,
     describe_av_error,
     display_rotation_deg,
+    frame_ts_s,
     open_with_fallback,
     to_bgr,
 )
 from pipeline.sources.health import CameraHealth, CameraState, HealthTracker
+from pipeline.sources.packets import PacketObserver
 from pipeline.sources.urls import PermanentSourceError, connect_url, parse_source_url
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,14 @@ class _EndOfFile(Exception):  # a control-flow signal, not an error
 
 
 class SupervisedCamera:
-    """One camera's decode loop. ``out`` should be this camera's own queue."""
+    """One camera's decode loop. ``out`` should be this camera's own queue; ``packets``, if
+    given, sees every encoded packet (the evidence ring buffer)."""
 
     def __init__(self, camera: CameraConfig, source: SourceConfig, out: LatestQueue[Frame],
-                 stop_event: threading.Event, rng: random.Random | None = None) -> None:
+                 stop_event: threading.Event, rng: random.Random | None = None,
+                 packets: PacketObserver | None = None) -> None:
         self.camera = camera
+        self._packets = packets
         self.source = source
         self.out = out
         self.stop_event = stop_event
@@ -142,6 +147,8 @@ class SupervisedCamera:
         try:
             self._read(container)
         finally:
+            if self._packets is not None:
+                self._packets.stream_closed()
             with contextlib.suppress(av.error.FFmpegError, OSError):
                 container.close()
 
@@ -194,6 +201,8 @@ class SupervisedCamera:
         last_packet = last_frame = opened
         frames_here = 0
         ts_base_ms = self._ts_base_ms(opened)
+        if self._packets is not None:
+            self._packets.stream_opened(stream)
         while not self.stop_event.is_set():
             try:
                 for packet in container.demux(stream):
@@ -202,6 +211,8 @@ class SupervisedCamera:
                         return
                     if packet.size:  # size 0 is the end-of-input flush: decode it too
                         last_packet = now
+                        if self._packets is not None:
+                            self._packets.packet(packet)
                     for av_frame in self._decode(packet):
                         rel_ts_ms = 1000.0 * clock.seconds(av_frame)
                         if clock.last_jump_s is not None:
@@ -222,7 +233,9 @@ class SupervisedCamera:
                             return
                         if clock.last_jump_s is not None:
                             self._segment += 1
-                        self._deliver(av_frame, ts_base_ms + rel_ts_ms)
+                        ts_ms = self._deliver(av_frame, ts_base_ms + rel_ts_ms)
+                        if self._packets is not None:
+                            self._packets.frame_timed(frame_ts_s(av_frame), ts_ms)
                         frames_here += 1
                         last_frame = time.monotonic()
                     self._check_stall(last_frame)
@@ -266,7 +279,8 @@ class SupervisedCamera:
             return 0.0
         return self._last_ts_ms + 1000.0 * max(now - self._last_ts_monotonic, 0.001)
 
-    def _deliver(self, av_frame: av.VideoFrame, ts_ms: float) -> None:
+    def _deliver(self, av_frame: av.VideoFrame, ts_ms: float) -> float:
+        """Queue the frame; returns the stream time it was given."""
         now = time.monotonic()
         self._health.frame_decoded(now)
         if self._last_ts_ms is not None and ts_ms <= self._last_ts_ms:
@@ -283,3 +297,4 @@ class SupervisedCamera:
         self._next_index += 1
         self._last_ts_ms = ts_ms
         self._last_ts_monotonic = now
+        return ts_ms

@@ -28,9 +28,11 @@ from pipeline.sources.decode import (
     StreamClock,
     describe_av_error,
     display_rotation_deg,
+    frame_ts_s,
     open_with_fallback,
     to_bgr,
 )
+from pipeline.sources.packets import PacketObserver
 from pipeline.sources.urls import SourceUrl
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,8 @@ def list_videos(input_path: Path | str) -> list[Path]:
 def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: bool = False,
                 stop_event: threading.Event | None = None,
                 source: SourceConfig | None = None,
-                report: DecodeReport | None = None, hwaccel: str = "none") -> Iterator[Frame]:
+                report: DecodeReport | None = None, hwaccel: str = "none",
+                packets: PacketObserver | None = None) -> Iterator[Frame]:
     """Yield every frame of one file: index 0, 1, 2...; ``ts_ms`` from pts, starting at 0.
 
     Stream time never goes backwards: a timestamp discontinuity (restart, wrap-around, a
@@ -123,6 +126,7 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
     it is recorded in ``report``. ``realtime`` paces delivery so frame ``ts_ms`` matches a
     monotonic clock started at the first frame; ``stop_event`` stops early without error.
     ``hwaccel`` decodes on a device (``cuda``...), in software when it cannot be opened.
+    ``packets``, if given, sees every packet read and each frame's stream time (evidence).
 
     Raises:
         SourceError: naming the file, when it cannot be opened or no frame decodes.
@@ -143,8 +147,12 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
         clock = StreamClock(stream, source.max_timestamp_gap_s)
         index = 0
         started = time.monotonic()
-        for av_frame in _decode_skipping_damage(container, stream, path, report):
+        if packets is not None:
+            packets.stream_opened(stream)
+        for av_frame in _decode_skipping_damage(container, stream, path, report, packets):
             ts_ms = 1000.0 * clock.seconds(av_frame)
+            if packets is not None:
+                packets.frame_timed(frame_ts_s(av_frame), ts_ms)
             if clock.last_jump_s is not None:
                 report.timestamp_discontinuities += 1
                 log.warning("%s: timestamps jump %+.3f s at frame %d (discontinuity %d); "
@@ -175,11 +183,14 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
                         path, report.damaged_packets,
                         f", {report.ended_early}" if report.ended_early else "", index)
     finally:
+        if packets is not None:
+            packets.stream_closed()
         container.close()
 
 
 def _decode_skipping_damage(container: av.container.InputContainer, stream: av.VideoStream,
-                            path: Path, report: DecodeReport) -> Iterator[av.VideoFrame]:
+                            path: Path, report: DecodeReport,
+                            observer: PacketObserver | None = None) -> Iterator[av.VideoFrame]:
     """Decode packet by packet: a packet the decoder refuses is counted and skipped; a read
     error ends the file early (recorded in ``report``) instead of discarding it."""
     packets = container.demux(stream)
@@ -191,6 +202,8 @@ def _decode_skipping_damage(container: av.container.InputContainer, stream: av.V
         except (av.error.FFmpegError, OSError) as err:
             report.ended_early = f"unreadable after this point: {describe_av_error(err)}"
             break
+        if observer is not None and packet.size:
+            observer.packet(packet)
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as err:

@@ -50,6 +50,11 @@ class RtspServerProcess:
         return f"rtsp://127.0.0.1:{self.port}/{name}{query}"
 
     @property
+    def pid(self) -> int | None:
+        """The server process id while it runs (for CPU accounting), else None."""
+        return self._process.pid if self.running else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -103,6 +108,19 @@ class RtspServerProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def serve_copy(clip: Path, folder: Path) -> RtspServerProcess:
+    """A started server whose media folder (``folder/media``) holds a copy of ``clip``;
+    ``.url(clip.name)`` loops it. The caller stops it."""
+    import shutil
+
+    media = folder / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    shutil.copy(clip, media / clip.name)
+    server = RtspServerProcess(media, folder / "rtsp.log")
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="session")
