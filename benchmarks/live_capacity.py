@@ -6,15 +6,17 @@
 Serves CLIP (default: the Town Centre 1080p25 clip, looping in real time) from one RTSP
 server on loopback as N cameras and, for N = min-cameras, +1, ..., runs the real
 ``python -m pipeline.run`` with CONFIG (its cameras replaced by the N RTSP ones, each with the
-``analysis_fps`` of CONFIG's first camera; a private Redis; metrics on a free port). After
-``--warmup-s`` from the moment every camera is analysing, it measures over ``--window-s``:
+``analysis_fps`` and ``hwaccel`` of CONFIG's first camera; a private Redis; metrics on a free
+port). After ``--warmup-s`` from the moment every camera is analysing, it measures over
+``--window-s``:
 
 - per camera: analysed fps (detection passes per second: the rate ``analysis_fps`` asks for),
   frames taken by analysis per second, decoded fps, dropped frames (and their share of the
   decoded ones), frame-to-Redis latency p50 / p95 (the Redis entry id's time minus the
   event's frame ``wall_ts_s``), the share of detection passes narrowed by the size prior and
   the detector's input megapixels per pass;
-- the process: CPU (% of one core) and RSS at the end of the window (VmRSS, and VmHWM);
+- the process: CPU (% of one core) and RSS at the end of the window (VmRSS, and VmHWM), and
+  the mean time per call of each stage (``cctv_stage_seconds``);
   the RTSP server's CPU too, since it shares the machine.
 
 A run holds when every camera's analysed fps is at least 90 % of ``analysis_fps``. It stops
@@ -55,22 +57,30 @@ HOLD_FRACTION = 0.9
 STATION = "capacity"
 READY_TIMEOUT_S = 180.0
 COUNTED = ("detector_runs", "frames_analysed", "detect_size_guided", "detector_input_px")
+INHERITED_CAMERA_KEYS = ("hwaccel",)
 
 
 def camera_config(base: dict, n: int, url: str, redis_url: str, work: Path,
                   metrics_port: int, analysis_fps: float) -> dict:
     """``base`` (a config tree) with N cameras on ``url``, a private Redis, spool and prior
-    state under ``work``, metrics on ``metrics_port``, one worker, evidence off."""
+    state under ``work``, metrics on ``metrics_port``, one worker, evidence off, alert rules
+    on every camera."""
     tree = json.loads(json.dumps(base))  # deep copy
     tree["station"] = {"id": STATION}
-    tree["cameras"] = [{"id": f"cam-{i + 1}", "url": url, "analysis_fps": analysis_fps}
-                       for i in range(n)]
+    # decode settings of the config's first camera (hwaccel) apply to every benchmark camera
+    inherited = {key: value for key, value in ((base.get("cameras") or [{}])[0]).items()
+                 if key in INHERITED_CAMERA_KEYS}
+    tree["cameras"] = [{"id": f"cam-{i + 1}", "url": url, "analysis_fps": analysis_fps,
+                        **inherited} for i in range(n)]
     tree["redis"] = {**tree.get("redis", {}), "embedded": False, "url": redis_url,
                      "credentials": None, "tls": None, "consumer_credentials": None}
     tree["spool"] = {**tree.get("spool", {}), "dir": str(work / f"spool-{n}")}
     tree["metrics"] = {**tree.get("metrics", {}), "port": metrics_port, "host": "127.0.0.1"}
     tree["cluster"] = {"mode": "single"}
     tree["evidence"] = {"enabled": False}
+    # the config's alert rules may name its own cameras: here they watch the benchmark's
+    for rule in tree.get("alerts", {}).get("rules", []):
+        rule.pop("cameras", None)
     detector = tree.setdefault("detector", {})
     detector["size_prior"] = {**detector.get("size_prior", {}),
                               "state_dir": str(work / "detector_state")}
@@ -91,6 +101,33 @@ def counters(port: int) -> dict[tuple[str, str], float]:
         for sample in family.samples:
             if sample.name == "cctv_events_total" and sample.labels.get("kind") in COUNTED:
                 out[(sample.labels["camera"], sample.labels["kind"])] = sample.value
+    return out
+
+
+def stage_seconds(port: int) -> dict[str, tuple[float, float]]:
+    """stage -> (seconds, calls) so far, from the ``cctv_stage_seconds`` histogram."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(_get(port, "/metrics")):
+        if family.name != "cctv_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "")
+            if sample.name.endswith("_sum"):
+                sums[stage] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[stage] = sample.value
+    return {stage: (sums[stage], counts.get(stage, 0.0)) for stage in sums}
+
+
+def stage_ms_per_call(first: dict[str, tuple[float, float]],
+                      last: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean milliseconds per call of each stage between two :func:`stage_seconds` reads."""
+    out = {}
+    for stage, (seconds, calls) in last.items():
+        before_s, before_calls = first.get(stage, (0.0, 0.0))
+        if calls > before_calls:
+            out[stage] = round(1000 * (seconds - before_s) / (calls - before_calls), 2)
     return out
 
 
@@ -117,6 +154,7 @@ class Sample:
         self.t = time.monotonic()
         self.wall = time.time()
         self.counts = counters(port)
+        self.stages = stage_seconds(port)
         self.status = json.loads(_get(port, "/status"))["cameras"]
         self.cpu_s = proc_cpu_s(pid)
         self.server_cpu_s = proc_cpu_s(server_pid) if server_pid else 0.0
@@ -222,6 +260,7 @@ def measure(n: int, tree: dict, args: argparse.Namespace, work: Path, redis_url:
                     "peak_rss_mb": round(memory.get("VmHWM", 0.0), 1)},
         "rtsp_server_cpu_percent": round(100 * (last.server_cpu_s - first.server_cpu_s) / span,
                                          1),
+        "stage_ms_per_call": stage_ms_per_call(first.stages, last.stages),
         "per_camera": per_camera,
     }
 

@@ -161,6 +161,20 @@ class SizePriorConfig(StrictModel):
     save_interval_s: PositiveFloat = 60.0
 
 
+class DetectorRuntimeConfig(StrictModel):
+    """Where the detector's ONNX graphs run. YuNet with the default (ONNX Runtime on the
+    CPU) runs in OpenCV's FaceDetectorYN; with any other its graph runs here and is decoded by
+    the pipeline. A CUDA device this machine cannot give falls back to ONNX Runtime on the
+    CPU with one warning (engines/runtime/graph.py)."""
+
+    backend: Literal["onnxruntime", "torch"] = Field(
+        default="onnxruntime", description="onnxruntime: CPU, or CUDA where onnxruntime-gpu is "
+        "installed; torch: the graph run with torch ops (CPU or CUDA)")
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"
+    precision: Literal["fp32", "fp16"] = Field(
+        default="fp32", description="fp16 applies to backend torch on CUDA only")
+
+
 class DetectorConfig(StrictModel):
     backend: Literal["mtcnn", "yunet", "scrfd"] = "mtcnn"
     model_path: Path | None = Field(default=None, description="required for yunet and scrfd")
@@ -174,6 +188,7 @@ class DetectorConfig(StrictModel):
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     motion_gate: MotionGateConfig = MotionGateConfig()
     size_prior: SizePriorConfig = SizePriorConfig()
+    runtime: DetectorRuntimeConfig = DetectorRuntimeConfig()
 
     @model_validator(mode="after")
     def _model_path_required(self) -> DetectorConfig:
@@ -515,6 +530,13 @@ class AppConfig(StrictModel):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"camera ids must be unique, repeated: {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_needs_shared_redis(self) -> AppConfig:
+        if self.cluster.mode != "single" and self.redis.embedded:
+            raise ValueError(f"cluster.mode {self.cluster.mode!r} needs the Redis every worker "
+                             "shares: set redis.embedded false and redis.url")
         return self
 
 

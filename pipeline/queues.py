@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from pipeline.errors import PipelineError
@@ -82,25 +82,32 @@ class _BoundedQueue(Generic[T]):
 
 
 class LatestQueue(_BoundedQueue[T]):
-    """Drop-oldest bounded queue for live frames: the newest item always gets in."""
+    """Drop-oldest bounded queue for live frames: the newest item always gets in.
 
-    def __init__(self, maxsize: int = 2) -> None:
+    ``on_evict`` (optional) is called with each evicted item, outside the queue's lock, so
+    an owner can answer a request that will never be served.
+    """
+
+    def __init__(self, maxsize: int = 2, on_evict: Callable[[T], None] | None = None) -> None:
         super().__init__(maxsize)
         self._dropped = 0
+        self._on_evict = on_evict
 
     def put(self, item: T) -> int:
         """Add ``item``; returns how many old items were evicted to make room (0 or 1)."""
         with self._lock:
             if self._closed:
                 raise QueueClosed("put on a closed queue")
-            evicted = 0
+            evicted = []
             while len(self._items) >= self.maxsize:
-                self._items.popleft()
-                evicted += 1
+                evicted.append(self._items.popleft())
             self._items.append(item)
-            self._dropped += evicted
+            self._dropped += len(evicted)
             self._not_empty.notify()
-            return evicted
+        if self._on_evict is not None:
+            for old in evicted:
+                self._on_evict(old)
+        return len(evicted)
 
     @property
     def dropped(self) -> int:

@@ -149,3 +149,11 @@ def test_file_camera_that_does_not_exist_is_named(tmp_path: Path) -> None:
     assert "warning:" in result.stderr
     assert "cameras.0.url (lobby): file not found: 10.0.0.5/stream1" in result.stderr
     assert "needs a scheme" in result.stderr
+
+
+def test_check_config_refuses_a_cluster_on_an_embedded_redis(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("redis:\n  embedded: true\ncluster:\n  mode: leases\n")
+    result = _run_check(path)
+    assert result.returncode == 2
+    assert "needs the Redis every worker shares" in result.stderr

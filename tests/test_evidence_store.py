@@ -56,28 +56,33 @@ def test_keys_outside_the_store_are_refused(tmp_path: Path, key: str) -> None:
         _store(tmp_path).put(key, b"x", reason="test")
 
 
-def test_retention_deletes_by_age_then_by_size_and_audits_each(tmp_path: Path) -> None:
+def test_retention_deletes_whole_alert_folders_by_age_then_by_size_and_audits_each(
+        tmp_path: Path) -> None:
     store = _store(tmp_path, max_age_h=1.0, max_total_mb=0.001)  # 1048 bytes
     now = time.time()
-    ages_h = {"a/old1.bin": 5.0, "a/old2.bin": 2.0, "b/new1.bin": 0.5, "b/new2.bin": 0.2,
-              "b/new3.bin": 0.1}
+    # one folder per alert; a folder's age is its newest file's
+    ages_h = {"a/clip.bin": 5.0, "a/crop.bin": 2.0,  # alert a: 2 h old
+              "b/clip.bin": 0.6, "b/crop.bin": 0.5,  # alert b: 0.5 h
+              "c/clip.bin": 0.2, "d/clip.bin": 0.1}
     for key, age_h in ages_h.items():
         store.put(key, b"x" * 400, reason="test")
         os.utime(store.root / key, (now - age_h * 3600, now - age_h * 3600))
 
     result = store.enforce_retention()
 
-    assert result.deleted_by_age == 2  # older than 1 h
-    assert result.deleted_by_size == 1  # 3 x 400 > 1048: the oldest of the rest goes
+    assert result.deleted_by_age == 2  # alert a, both files: older than 1 h
+    assert result.deleted_by_size == 2  # 4 x 400 > 1048: the oldest alert left, b, goes whole
     remaining = sorted(p.relative_to(store.root).as_posix()
                        for p in store.root.rglob("*.bin"))
-    assert remaining == ["b/new2.bin", "b/new3.bin"]
+    assert remaining == ["c/clip.bin", "d/clip.bin"], "no alert keeps part of its files"
     assert result.total_bytes == 800 == store.total_bytes()
     assert not (store.root / "a").exists(), "emptied folders are removed"
     deletes = [r for r in _audit(store) if r["action"] == "delete"]
-    assert [(r["key"], r["reason"].split(":")[0]) for r in deletes] == [
-        ("a/old1.bin", "retention"), ("a/old2.bin", "retention"), ("b/new1.bin", "retention")]
+    assert [r["key"] for r in deletes] == ["a/clip.bin", "a/crop.bin", "b/clip.bin",
+                                           "b/crop.bin"]
     assert "older than" in deletes[0]["reason"] and "above" in deletes[2]["reason"]
+    writes = {r["key"]: r["sha256"] for r in _audit(store) if r["action"] == "write"}
+    assert all(r["sha256"] == writes[r["key"]] for r in deletes), "deletes name what went"
     assert (store.root / AUDIT_LOG).exists(), "retention never deletes the audit log"
 
 

@@ -1,6 +1,6 @@
 """SR generators on one camera's held-back faces: fidelity and emotion accuracy.
 
-    python -m engines.eval.sr_camera --config configs/train/sr_adapt_pets.yaml \\
+    python -m engines.eval.sr_camera --config configs/train/sr_adapt_camera.yaml \\
         --model generic=engines/weights/sr_generator.json \\
         --model adapted=runs/sr/adapt_pets/last.pt --json runs/eval/sr_adapt_pets.json
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from engines.train.sr import _ferplus_faces, camera_pairs, ferplus_root, psnr_u8
     from engines.train.sr_config import load_sr_config
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m engines.eval.sr_camera", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", type=Path, required=True,
                    help="SR training config whose data.camera describes the camera")
     p.add_argument("--model", type=_named_model, action="append", required=True)
@@ -71,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     t0 = time.time()
-    cfg = load_sr_config(args.config)
+    from pipeline.errors import ConfigError
+
+    try:
+        cfg = load_sr_config(args.config)
+    except ConfigError as err:
+        print(f"--config: {err}", file=sys.stderr)
+        return 2
     if not cfg.data.camera.enabled or cfg.data.val_dir is None:
         print(f"{args.config}: expected data.camera.enabled and a data.val_dir",
               file=sys.stderr)

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     from engines.train.sr_config import load_sr_config
     from engines.train.sr_data import to_unit_tensor_layout
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m engines.eval.sr_cctv_emotion", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--arm", type=parse_arm, action="append", required=True)
     p.add_argument("--emotion-model", type=Path,
                    default=Path("engines/weights/emotion_resnet.json"))

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
+from engines.runtime.graph import GraphSession
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
 from pipeline.detect.geometry import nms
@@ -131,17 +131,17 @@ class MtcnnDetector(Detector):
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self._pnet: ort.InferenceSession | None = None
-        self._rnet: ort.InferenceSession | None = None
-        self._onet: ort.InferenceSession | None = None
+        self._pnet: GraphSession | None = None
+        self._rnet: GraphSession | None = None
+        self._onet: GraphSession | None = None
 
     def _load(self) -> None:
         model_dir = mtcnn_model_dir()
-        self._pnet = open_session(model_dir / "pnet.onnx", self.cfg.threads,
+        self._pnet = open_session(model_dir / "pnet.onnx", self.cfg,
                                   varying_input_shape=True)
-        self._rnet = open_session(model_dir / "rnet.onnx", self.cfg.threads,
+        self._rnet = open_session(model_dir / "rnet.onnx", self.cfg,
                                   varying_input_shape=True)
-        self._onet = open_session(model_dir / "onet.onnx", self.cfg.threads,
+        self._onet = open_session(model_dir / "onet.onnx", self.cfg,
                                   varying_input_shape=True)
 
     def _unload(self) -> None:

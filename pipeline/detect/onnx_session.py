@@ -1,33 +1,35 @@
-"""Opening ONNX Runtime sessions for the detectors, with clear errors and a thread budget."""
+"""Opening a detector's ONNX graph on the runtime its config names (engines/runtime/graph.py)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import onnxruntime as ort
-
+from engines.runtime.graph import GraphSession, open_graph
+from pipeline.config import DetectorConfig
 from pipeline.errors import ModelError
 
+log = logging.getLogger(__name__)
 
-def open_session(model_path: Path, threads: int,
-                 varying_input_shape: bool = False) -> ort.InferenceSession:
-    """A CPU session for ``model_path`` using ``threads`` intra-op threads (no inter-op pool).
+
+def open_session(model_path: Path, cfg: DetectorConfig,
+                 varying_input_shape: bool = False) -> GraphSession:
+    """``model_path`` opened on ``cfg.runtime`` (backend, device, precision) with
+    ``cfg.threads`` CPU threads; ``run`` / ``get_inputs`` / ``get_outputs`` as in ONNX Runtime.
 
     ``varying_input_shape`` turns off ONNX Runtime's memory-pattern planning, which only pays
-    off when every call has the same shape (measured: P-Net over a 1080p pyramid 0.42 s
-    without it against 0.6 s with it, 1 thread).
+    off when every call has the same shape. A CUDA device this machine cannot give falls back
+    to ONNX Runtime on the CPU with a warning. Raises ModelError for a missing or unloadable
+    model.
     """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"detector model not found: {model_path}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.enable_mem_pattern = not varying_input_shape
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    runtime = cfg.runtime
     try:
-        return ort.InferenceSession(str(model_path), sess_options=options,
-                                    providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own untyped errors
+        graph = open_graph(model_path, runtime.backend, runtime.device, runtime.precision,
+                           cfg.threads, varying_input_shape)
+    except ModelError as err:
         raise ModelError(f"cannot load detector model {model_path}: {err}") from err
+    log.info("detector graph %s runs on %s", model_path.name, graph.description)
+    return graph

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
+from engines.runtime.graph import GraphSession
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
 from pipeline.detect.geometry import nms, region_input_scale
@@ -65,7 +65,7 @@ class ScrfdDetector(Detector):
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self._session: ort.InferenceSession | None = None
+        self._session: GraphSession | None = None
         self._input_name = ""
         self._fixed_hw: tuple[int, int] | None = None
         self._outputs: dict[tuple[str, int], str] = {}
@@ -74,7 +74,7 @@ class ScrfdDetector(Detector):
         path = self.cfg.model_path
         if path is None or not path.is_file():
             raise ModelError(f"scrfd model not found: {path}")
-        session = open_session(path, self.cfg.threads, varying_input_shape=True)
+        session = open_session(path, self.cfg, varying_input_shape=True)
         inputs = session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelError(f"scrfd model {path}: expected one NCHW input, got "
@@ -86,7 +86,7 @@ class ScrfdDetector(Detector):
         self._session = session
 
     @staticmethod
-    def _map_outputs(path: Path, session: ort.InferenceSession) -> dict[tuple[str, int], str]:
+    def _map_outputs(path: Path, session: GraphSession) -> dict[tuple[str, int], str]:
         outputs = session.get_outputs()
         names = [o.name for o in outputs]
         matches = [_NAMED_OUTPUT.match(n) for n in names]

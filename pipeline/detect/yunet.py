@@ -66,14 +66,19 @@ class YunetDetector(Detector):
         scale = self._scale(height, width, sizes)
         return max(1, round(width * scale)) * max(1, round(height * scale))
 
-    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
+    def _network_input(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> np.ndarray:
+        """The image at the scale ``sizes`` needs (shrunk with INTER_AREA, never enlarged),
+        contiguous BGR uint8."""
         height, width = image_bgr.shape[:2]
         scale = self._scale(height, width, sizes)
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
-        else:
-            image_bgr = np.ascontiguousarray(image_bgr)
+            return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(image_bgr)
+
+    def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
+        height, width = image_bgr.shape[:2]
+        image_bgr = self._network_input(image_bgr, sizes)
         in_h, in_w = image_bgr.shape[:2]
         net = self._net()
         net.setInputSize((in_w, in_h))

@@ -9,9 +9,10 @@ The local store keeps files readable by the service user only (``file_mode`` 060
 ``dir_mode`` 0700, set explicitly whatever the umask), writes each file atomically (a
 temporary file renamed into place), and appends one JSON line per write and per delete to
 ``audit.jsonl`` in its root (append-only, 0600, never trimmed by retention), with a log line
-for each. Retention (:meth:`LocalEvidenceStore.enforce_retention`) deletes files older than
-``max_age_h``, then the oldest files until the total is at most ``max_total_mb``; the audit
-log does not count.
+for each. Retention (:meth:`LocalEvidenceStore.enforce_retention`) works on whole alert
+folders, so an alert never keeps its crops without its clip: it deletes the folders whose
+newest file is older than ``max_age_h``, then the oldest folders until the total is at most
+``max_total_mb``; the audit log does not count. A delete is audited with the file's sha256.
 """
 
 from __future__ import annotations
@@ -130,24 +131,29 @@ class LocalEvidenceStore:
 
     def enforce_retention(self) -> RetentionResult:
         with self._lock:
-            files = self._files()  # oldest first
+            groups: dict[Path, list[tuple[Path, float, int]]] = {}
+            for item in self._files():
+                groups.setdefault(item[0].parent, []).append(item)
+            # (newest mtime, folder, files, bytes) per alert folder, oldest folder first
+            folders = sorted((max(m for _p, m, _s in files), str(folder), files,
+                              sum(size for _p, _m, size in files))
+                             for folder, files in groups.items())
             now = time.time()
             by_age = by_size = 0
             kept = []
-            for path, mtime, size in files:
-                if self.max_age_s is not None and now - mtime > self.max_age_s:
-                    by_age += self._delete(path, size, f"retention: older than "
-                                                       f"{self.max_age_s / 3600:g} h")
+            for newest, _folder, files, size in folders:
+                if self.max_age_s is not None and now - newest > self.max_age_s:
+                    reason = f"retention: older than {self.max_age_s / 3600:g} h"
+                    by_age += sum(self._delete(path, n, reason) for path, _m, n in files)
                 else:
-                    kept.append((path, size))
-            total = sum(size for _path, size in kept)
-            for path, size in kept:
+                    kept.append((files, size))
+            total = sum(size for _files, size in kept)
+            for files, size in kept:
                 if self.max_total_bytes is None or total <= self.max_total_bytes:
                     break
-                if self._delete(path, size, f"retention: store above "
-                                            f"{self.max_total_bytes / 1024 / 1024:g} MB"):
-                    by_size += 1
-                    total -= size
+                reason = f"retention: store above {self.max_total_bytes / 1024 / 1024:g} MB"
+                by_size += sum(self._delete(path, n, reason) for path, _m, n in files)
+                total -= size
             self._remove_empty_dirs()
         return RetentionResult(by_age, by_size, total)
 
@@ -174,13 +180,14 @@ class LocalEvidenceStore:
     def _delete(self, path: Path, size: int, reason: str) -> int:
         key = path.relative_to(self.root).as_posix()
         try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
             path.unlink()
         except FileNotFoundError:
             return 0
         except OSError as err:
             log.error("evidence: cannot delete %s: %s", key, err.strerror)
             return 0
-        self._audit("delete", key, size, None, reason)
+        self._audit("delete", key, size, digest, reason)
         return 1
 
     def _make_dirs(self, folder: Path) -> None:
