@@ -46,6 +46,12 @@ class SourceConfig(StrictModel):
     """Decoder settings shared by all cameras (a camera may override none of these yet)."""
 
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    rtsp_probe_s: PositiveFloat | None = Field(
+        default=None, description="how long FFmpeg reads a new RTSP stream before the first "
+        "frame (analyzeduration); null: FFmpeg's default (about 1 s for a 25 fps camera, "
+        "3-5 s at 5 fps); 0.5 starts a camera moved to this worker within a few hundred ms, "
+        "but the stream's nominal frame rate may then be unknown (timestamps still come from "
+        "the stream)")
     open_timeout_s: PositiveFloat = 10.0
     read_timeout_s: PositiveFloat = 5.0
     stall_timeout_s: PositiveFloat = 10.0

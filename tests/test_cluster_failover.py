@@ -73,6 +73,7 @@ station: {{id: st1}}
 cameras:
 {cameras}
 source:
+  rtsp_probe_s: 0.5    # a moved camera starts in a few hundred ms, not the 5 fps probe's 3-5 s
   open_timeout_s: 3
   read_timeout_s: 2
   stall_timeout_s: 3

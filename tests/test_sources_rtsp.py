@@ -243,3 +243,15 @@ def test_missing_credentials_env_fails_that_camera(rtsp_server: RtspServerProces
     camera.run()
     assert camera.health().state is CameraState.FAILED
     assert "TEST_CAM_ABSENT" in camera.health().last_error
+
+
+def test_rtsp_probe_time_reaches_ffmpeg_only_for_rtsp() -> None:
+    from pipeline.sources.decode import demuxer_options
+    from pipeline.sources.urls import parse_source_url
+
+    rtsp = parse_source_url("rtsp://127.0.0.1:8554/cam")
+    assert demuxer_options(rtsp, SourceConfig()) == {"rtsp_transport": "tcp"}
+    fast = SourceConfig(rtsp_probe_s=0.5)
+    assert demuxer_options(rtsp, fast) == {"rtsp_transport": "tcp", "analyzeduration": "500000",
+                                           "probesize": "2000000"}
+    assert demuxer_options(parse_source_url("/videos/a.mp4"), fast) == {}

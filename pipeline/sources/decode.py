@@ -31,9 +31,15 @@ def describe_av_error(err: BaseException) -> str:
 
 
 def demuxer_options(source_url: SourceUrl, source: SourceConfig) -> dict[str, str]:
-    if source_url.scheme in ("rtsp", "rtsps"):
-        return {"rtsp_transport": source.rtsp_transport}
-    return {}
+    """FFmpeg demuxer options for this source: RTSP transport and, when set, the probe time
+    (``analyzeduration`` in microseconds, with a ``probesize`` large enough not to cut it)."""
+    if source_url.scheme not in ("rtsp", "rtsps"):
+        return {}
+    options = {"rtsp_transport": source.rtsp_transport}
+    if source.rtsp_probe_s is not None:
+        options["analyzeduration"] = str(round(source.rtsp_probe_s * 1_000_000))
+        options["probesize"] = str(max(32_768, round(source.rtsp_probe_s * 4_000_000)))
+    return options
 
 
 def open_input(url: str, source_url: SourceUrl, source: SourceConfig,
