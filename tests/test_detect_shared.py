@@ -75,3 +75,33 @@ def test_shared_detector_serves_two_camera_threads_like_separate_ones(
     shared.stop()
     assert not errors, errors
     assert results == separate
+
+
+def test_yunet_opens_at_most_one_network_per_core_whatever_the_cameras(
+        yunet_model: Path, town_frames: list[np.ndarray],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A YuNet network holds ~150 MB at a 1080p input: four camera threads on a two-core box
+    share two networks, and get what one network alone finds."""
+    monkeypatch.setattr("pipeline.detect.yunet.os.cpu_count", lambda: 2)
+    alone = create_detector(_config("yunet", yunet_model))
+    alone.start()
+    expected = [_key(alone.detect(frame)) for frame in town_frames]
+    alone.stop()
+
+    shared = create_detector(_config("yunet", yunet_model))
+    shared.start()
+    results: list[list | None] = [None] * 4
+    start = threading.Barrier(4)
+
+    def camera(index: int) -> None:
+        start.wait()
+        results[index] = [_key(shared.detect(frame)) for frame in town_frames]
+
+    threads = [threading.Thread(target=camera, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert 1 <= shared._opened <= 2
+    shared.stop()
+    assert results == [expected] * 4

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -21,41 +25,72 @@ _TOP_K = 5000
 
 
 class YunetDetector(Detector):
-    """``cv2.FaceDetectorYN``, one network per calling thread (it keeps its input size, so
-    cameras sharing the detector must not share a network; each is ~0.2 MB of weights);
-    note ``cv2.setNumThreads`` is process-wide."""
+    """``cv2.FaceDetectorYN`` from a bounded pool of networks shared by every calling thread.
+
+    A network keeps its input size and its buffers (about 150 MB at a 1080p input), so two
+    threads must not use one at the same time, and one network per camera thread made the
+    process grow by that much per camera. A call borrows a network (``setInputSize`` is set
+    on every call) and gives it back; at most one network per CPU core is ever opened, since
+    more concurrent calls than cores do not run faster (``cv2.setNumThreads`` is
+    process-wide); a caller finding none free waits for one.
+    """
 
     name = "yunet"
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self._local = threading.local()
-        self._generation = 0  # bumped by stop(): threads then open a fresh network
+        self._max_nets = max(1, os.cpu_count() or 1)
+        self._free: queue.LifoQueue[cv2.FaceDetectorYN] = queue.LifoQueue()
+        self._opened = 0
+        self._open_lock = threading.Lock()
 
     def _load(self) -> None:
         path = self.cfg.model_path
         if path is None or not path.is_file():
             raise ModelError(f"yunet model not found: {path}")
         cv2.setNumThreads(self.cfg.threads)
-        self._net()  # fail at start-up, not on the first frame
+        with self._open_lock:
+            self._opened += 1
+        self._free.put(self._open_net())  # fail at start-up, not on the first frame
 
-    def _net(self) -> cv2.FaceDetectorYN:
-        """This thread's network, opened on its first call."""
-        net = getattr(self._local, "net", None)
-        if net is None or getattr(self._local, "generation", -1) != self._generation:
-            path = self.cfg.model_path
-            try:
-                net = cv2.FaceDetectorYN.create(
-                    str(path), "", (320, 320), score_threshold=self.cfg.score_threshold,
-                    nms_threshold=self.cfg.nms_iou, top_k=_TOP_K)
-            except cv2.error as err:
-                raise ModelError(f"cannot load yunet model {path}: {err}") from err
-            self._local.net, self._local.generation = net, self._generation
-        return net
+    def _open_net(self) -> cv2.FaceDetectorYN:
+        path = self.cfg.model_path
+        try:
+            return cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), score_threshold=self.cfg.score_threshold,
+                nms_threshold=self.cfg.nms_iou, top_k=_TOP_K)
+        except cv2.error as err:
+            raise ModelError(f"cannot load yunet model {path}: {err}") from err
+
+    @contextmanager
+    def _borrow(self) -> Iterator[cv2.FaceDetectorYN]:
+        """A network for this call: a free one, a new one while under the cap, else the next
+        one given back."""
+        try:
+            net = self._free.get_nowait()
+        except queue.Empty:
+            with self._open_lock:
+                may_open = self._opened < self._max_nets
+                if may_open:
+                    self._opened += 1
+            if not may_open:
+                net = self._free.get()
+            else:
+                try:
+                    net = self._open_net()
+                except ModelError:
+                    with self._open_lock:
+                        self._opened -= 1
+                    raise
+        try:
+            yield net
+        finally:
+            self._free.put(net)
 
     def _unload(self) -> None:
-        self._generation += 1
-        self._local = threading.local()
+        with self._open_lock:
+            self._free = queue.LifoQueue()
+            self._opened = 0
 
     def _scale(self, height: int, width: int, sizes: FaceSizeRange) -> float:
         return region_input_scale(max(height, width), self.cfg.min_face_px, YUNET_MIN_FACE_PX,
@@ -80,9 +115,9 @@ class YunetDetector(Detector):
         height, width = image_bgr.shape[:2]
         image_bgr = self._network_input(image_bgr, sizes)
         in_h, in_w = image_bgr.shape[:2]
-        net = self._net()
-        net.setInputSize((in_w, in_h))
-        _, faces = net.detect(image_bgr)
+        with self._borrow() as net:
+            net.setInputSize((in_w, in_h))
+            _, faces = net.detect(image_bgr)
         if faces is None or len(faces) == 0:
             return FaceArrays.empty()
         sx, sy = width / in_w, height / in_h
