@@ -100,14 +100,13 @@ class EmotionStage:
 
     def _enhance(self, requests: Sequence[CropRequest]) -> list[EnhancedFace]:
         """Each crop through its camera's enhancer, one batch per enhancer, in input order."""
-        groups: dict[int, list[int]] = {}
+        groups: dict[Enhancer, list[int]] = {}
         for i, request in enumerate(requests):
             enhancer = self._camera_enhancers.get(request.camera_id, self._enhancer)
-            groups.setdefault(id(enhancer), []).append(i)
-        by_id = {id(e): e for e in self._enhancers}
+            groups.setdefault(enhancer, []).append(i)
         out: list[EnhancedFace | None] = [None] * len(requests)
-        for key, indices in groups.items():
-            faces = by_id[key].process([requests[i].crop_lr_bgr for i in indices],
+        for enhancer, indices in groups.items():
+            faces = enhancer.process([requests[i].crop_lr_bgr for i in indices],
                                        [requests[i].face_size_px for i in indices])
             for i, face in zip(indices, faces, strict=True):
                 out[i] = face

@@ -47,7 +47,7 @@ import numpy as np
 from engines.cctv_sim import SimRanges, simulate_dataset
 from engines.eval.conditions import Condition
 from engines.eval.report import command_line, print_table, write_json
-from engines.eval.sr_emotion import paired_difference
+from engines.eval.sr_emotion import load_emotion_resnet, paired_difference
 from engines.preprocess import resize_face
 from engines.train.emotion_mix import default_clip
 from engines.train.ferplus import default_shared_dir, load_dataset_cached
@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from engines.eval.sr import sr_fn_from_model
     from engines.models.generator import build_generator
-    from engines.models.resnet import build_resnet
     from engines.train.emotion import training_memory_format
     from engines.train.sr import camera_pairs, load_generator_weights
     from engines.train.sr_config import load_sr_config
@@ -180,15 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     conditions = [Condition("cctv", s, b) for s in args.sizes for b in args.bitrate_kbps]
     val_crops = {c.name: c.degrade(val.images, clip, args.seed) for c in conditions}
 
-    meta = json.loads(args.emotion_model.read_text())
-    from engines.preprocess import InputSpec, faces_to_input
+    from engines.preprocess import faces_to_input
 
-    spec = InputSpec(tuple(meta["input_size_hw"]), meta["color"], tuple(meta["mean"]),
-                     tuple(meta["std"]))
+    base, spec, meta = load_emotion_resnet(args.emotion_model)
     n_emotions = len(train.class_names)
-    base = build_resnet(meta["architecture"])
-    base.load_state_dict(torch.load(args.emotion_model.parent / meta["weights_file"],
-                                    map_location="cpu", weights_only=True))
     memory_format = training_memory_format(base.cfg)
     targets = np.zeros((len(train), max(base.cfg.num_classes, n_emotions)), np.float32)
     targets[:, :n_emotions] = train.soft_targets

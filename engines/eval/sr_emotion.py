@@ -67,12 +67,30 @@ def paired_difference(correct_sr: np.ndarray, correct_base: np.ndarray) -> dict[
             "n": n}
 
 
+def load_emotion_resnet(manifest: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(ResNet with the manifest's weights, its InputSpec, the manifest dict), for fine-tuning.
+
+    The weights load with ``torch.load(weights_only=True)``: no code from the file runs.
+    """
+    import torch
+
+    from engines.models.resnet import build_resnet
+    from engines.preprocess import InputSpec
+
+    meta = json.loads(Path(manifest).read_text())
+    spec = InputSpec(tuple(meta["input_size_hw"]), meta["color"], tuple(meta["mean"]),
+                     tuple(meta["std"]))
+    model = build_resnet(meta["architecture"])
+    model.load_state_dict(torch.load(Path(manifest).parent / meta["weights_file"],
+                                     map_location="cpu", weights_only=True))
+    return model, spec, meta
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from engines.eval.sr import sr_fn_from_model
-    from engines.models.resnet import build_resnet
-    from engines.preprocess import InputSpec, faces_to_input
+    from engines.preprocess import faces_to_input
     from engines.train.emotion import training_memory_format
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -103,12 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     idx = np.sort(rng.choice(len(train), min(args.train_images, len(train)), replace=False))
     train = train.subset(idx)
-    meta = json.loads(args.emotion_model.read_text())
-    spec = InputSpec(tuple(meta["input_size_hw"]), meta["color"], tuple(meta["mean"]),
-                     tuple(meta["std"]))
-    base = build_resnet(meta["architecture"])
-    base.load_state_dict(torch.load(args.emotion_model.parent / meta["weights_file"],
-                                    map_location="cpu", weights_only=True))
+    base, spec, meta = load_emotion_resnet(args.emotion_model)
     memory_format = training_memory_format(base.cfg)
     sr_fn, sr_info = sr_fn_from_model(args.sr_model, args.threads)
     if sr_info["color"] != "gray":
