@@ -18,6 +18,7 @@ from pipeline.metrics import RunMetrics
 from pipeline.quality import face_quality
 from pipeline.records import CameraRun, Detection, Frame, TrackedFace
 from pipeline.select import CropSelector, Selection
+from pipeline.sources.decode import DecodedFrame
 from pipeline.track import FaceTracker
 
 # An aligned crop frames the face at about this fraction of its width (see pipeline.align).
@@ -58,6 +59,29 @@ def native_crop_size(face_size_px: float, target_px: int) -> int:
     return int(min(max(native, 8), target_px))
 
 
+class DetectionCadence:
+    """Which frames are detection passes: a fixed cadence of stream time (1 / analysis_fps),
+    so a 25 fps stream analysed at 5 fps detects on every 5th frame, in replay and live
+    alike; ``analysis_fps`` None or 0: every frame. Deterministic in the frame times, so a
+    second instance fed the same times (replay's decode thread, converting ahead only the
+    frames analysis will read) makes the same decisions."""
+
+    def __init__(self, analysis_fps: float | None) -> None:
+        self._interval_ms = (1000.0 / analysis_fps) if analysis_fps else 0.0
+        self._next_ts_ms: float | None = None
+
+    def due(self, ts_ms: float) -> bool:
+        """True when the frame at stream time ``ts_ms`` is a detection pass; call once per
+        frame, in stream order."""
+        if self._next_ts_ms is not None and ts_ms + 1e-6 < self._next_ts_ms:
+            return False
+        start = ts_ms if self._next_ts_ms is None else self._next_ts_ms
+        self._next_ts_ms = start + self._interval_ms
+        if self._next_ts_ms <= ts_ms:  # the stream jumped ahead: restart the cadence
+            self._next_ts_ms = ts_ms + self._interval_ms
+        return True
+
+
 class CameraAnalyzer:
     """Owns one camera's detector call pacing, tracker and crop selector."""
 
@@ -75,8 +99,7 @@ class CameraAnalyzer:
         self._tracker = FaceTracker(config.tracker, camera.id)
         self._selector = CropSelector(config.select)
         self._metrics = metrics
-        self._detect_interval_ms = (1000.0 / camera.analysis_fps) if camera.analysis_fps else 0.0
-        self._next_detect_ts_ms: float | None = None
+        self._cadence = DetectionCadence(camera.analysis_fps)
         prior_cfg = config.detector.size_prior
         self._prior_store: PriorStore | None = None
         prior = None
@@ -88,7 +111,8 @@ class CameraAnalyzer:
             else:
                 prior = SizePrior(prior_cfg, config.detector.min_face_px)
         self._planner = ScanPlanner(config.detector.motion_gate, prior_cfg, detector,
-                                    camera.roi_polygons, prior)
+                                    camera.roi_polygons, prior,
+                                    config.detector.small_face_scan)
         # last box and time of every recent track: a face the detector missed once is still
         # scanned where it was, until the tracker would give it up
         self._recent_track_boxes: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
@@ -98,18 +122,10 @@ class CameraAnalyzer:
         self._last_seen: dict[int, float] = {}
         self._segment = 0
 
-    def _due_for_detection(self, ts_ms: float) -> bool:
-        """Detect on a fixed cadence of stream time (1 / analysis_fps), so a 25 fps stream
-        analysed at 5 fps detects on every 5th frame, in replay and live alike."""
-        if self._next_detect_ts_ms is not None and ts_ms + 1e-6 < self._next_detect_ts_ms:
-            return False
-        start = ts_ms if self._next_detect_ts_ms is None else self._next_detect_ts_ms
-        self._next_detect_ts_ms = start + self._detect_interval_ms
-        if self._next_detect_ts_ms <= ts_ms:  # the stream jumped ahead: restart the cadence
-            self._next_detect_ts_ms = ts_ms + self._detect_interval_ms
-        return True
-
-    def process(self, frame: Frame) -> FrameAnalysis:
+    def process(self, frame: Frame | DecodedFrame) -> FrameAnalysis:
+        """Detect (when due), track, select and align on one frame of this camera, in stream
+        order. The image is read only on detection passes: a live
+        :class:`~pipeline.sources.decode.DecodedFrame` is converted to BGR only then."""
         cam = self.camera.id
         self._metrics.count(cam, "frames_analysed")
         # A timestamp discontinuity (another recording, a reboot): tracks from before it end
@@ -120,7 +136,7 @@ class CameraAnalyzer:
             self._segment = frame.segment
             self._metrics.count(cam, "timestamp_discontinuities")
             pre_crops, pre_ended = self.finish(frame.wall_ts_s)
-        detected = self._due_for_detection(frame.ts_ms)
+        detected = self._cadence.due(frame.ts_ms)
         if detected:
             with self._metrics.time_stage("detect"):
                 detections = self._detect(frame)
@@ -159,7 +175,7 @@ class CameraAnalyzer:
         return FrameAnalysis(frame.index, frame.ts_ms, detected, faces, pre_crops + crops,
                              pre_ended + ended)
 
-    def _detect(self, frame: Frame) -> list[Detection]:
+    def _detect(self, frame: Frame | DecodedFrame) -> list[Detection]:
         """Run the detector where the planner says: the whole frame (or the camera's ROI) or
         only where the motion gate saw change and around tracked faces, each region at the
         face sizes the camera's size prior expects there (pipeline/detect/planner.py)."""
@@ -173,6 +189,8 @@ class CameraAnalyzer:
         self._metrics.count(cam, f"detect_{plan.kind}")
         if plan.guided:
             self._metrics.count(cam, "detect_size_guided")
+        if plan.rotated:
+            self._metrics.count(cam, "detect_small_faces_rotated")
         self._metrics.count(cam, "detector_input_px", plan.input_px)
         detections = []
         if plan.regions:
@@ -185,7 +203,7 @@ class CameraAnalyzer:
         self._last_detection_boxes = [d.bbox_xyxy for d in detections]
         return detections
 
-    def _learn_sizes(self, frame: Frame, faces: list[TrackedFace]) -> None:
+    def _learn_sizes(self, frame: Frame | DecodedFrame, faces: list[TrackedFace]) -> None:
         """The tracked faces of a detection pass teach the camera's size prior."""
         height, width = frame.image_bgr.shape[:2]
         self._planner.learn([f.bbox_xyxy for f in faces if not f.is_predicted], (width, height))
@@ -212,7 +230,7 @@ class CameraAnalyzer:
             self._prior_store.save(self._planner.prior)
         return crops, ended
 
-    def _align(self, selection: Selection, frame: Frame) -> CropRequest:
+    def _align(self, selection: Selection, frame: Frame | DecodedFrame) -> CropRequest:
         return self._align_selection(selection, frame.wall_ts_s)
 
     def _align_selection(self, selection: Selection, wall_ts_s: float) -> CropRequest:

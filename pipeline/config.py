@@ -167,6 +167,26 @@ class SizePriorConfig(StrictModel):
     save_interval_s: PositiveFloat = 60.0
 
 
+class SmallFaceScanConfig(StrictModel):
+    """Scan face sizes below ``below_px`` over one of ``bands`` horizontal bands of the frame
+    per detection pass (in turn), larger sizes every pass everywhere the planner asks; known
+    small faces are scanned every pass around where they are. A new small face is found at
+    most ``bands - 1`` passes late. See pipeline/detect/small_faces.py."""
+
+    enabled: bool | None = Field(
+        default=None, description="null: the detector's default, on for MTCNN, off for YuNet "
+        "and SCRFD (measured on Town Centre, docs/RESULTS.md: MTCNN found as many faces and "
+        "new tracks with it; YuNet, whose small-face windows and half-resolution scans find "
+        "other borderline faces than its full-frame scan, lost 23 % of detections)")
+    below_px: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="faces smaller than this (longer box side, px) are the "
+        "rotated sizes; null: the detector's split, where the scan falls to a quarter of the "
+        "pixels (MTCNN: 2 pyramid levels up, 23.9 px at min_face_px 12; YuNet / SCRFD: 4 x "
+        "min_face_px, read at half resolution). At or below min_face_px nothing rotates")
+    bands: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=3, description="horizontal bands the small sizes rotate over (1: off)")
+
+
 class DetectorRuntimeConfig(StrictModel):
     """Where the detector's ONNX graphs run. YuNet with the default (ONNX Runtime on the
     CPU) runs in OpenCV's FaceDetectorYN; with any other its graph runs here and is decoded by
@@ -194,6 +214,7 @@ class DetectorConfig(StrictModel):
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     motion_gate: MotionGateConfig = MotionGateConfig()
     size_prior: SizePriorConfig = SizePriorConfig()
+    small_face_scan: SmallFaceScanConfig = SmallFaceScanConfig()
     runtime: DetectorRuntimeConfig = DetectorRuntimeConfig()
 
     @model_validator(mode="after")

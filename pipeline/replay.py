@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
+from pipeline.memory import tune_malloc
 from pipeline.runner import ReplayOptions, ReplaySummary, run_replay
 from pipeline.secrets import setup_logging
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="detections per second of video (overrides the config; "
                              "0 = every frame)")
     args = parser.parse_args(argv)
+    tune_malloc()  # before any thread starts (pipeline/memory.py)
     try:
         config = load_config(args.config)
         setup_logging(config.logging.level)

@@ -30,6 +30,7 @@ from pathlib import Path
 from pipeline.cluster.modes import resolve_worker_id
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
+from pipeline.memory import tune_malloc
 from pipeline.runner import LiveRunner
 from pipeline.secrets import setup_logging
 
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", help="this worker's id in a cluster (default: "
                         "cluster.worker_id, else $POD_NAME, else the host name)")
     args = parser.parse_args(argv)
+    tune_malloc()  # before any thread starts (pipeline/memory.py)
     try:
         config = load_config(args.config)
         worker_id = resolve_worker_id(config.cluster, args.worker_id,

@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.analyze import CameraAnalyzer, CropRequest, FrameAnalysis
+from pipeline.analyze import CameraAnalyzer, CropRequest, DetectionCadence, FrameAnalysis
 from pipeline.channel import AnalysisChannel, ChannelItem, TracksEnded
 from pipeline.classify import ClassifiedFace, EmotionStage
 from pipeline.cluster.coordinator import ClusterState
@@ -46,7 +46,7 @@ from pipeline.metrics import RunMetrics, StageTiming
 from pipeline.output_metrics import OutputStateCollector
 from pipeline.publish import EventOutput
 from pipeline.queues import BlockingQueue, LatestQueue, QueueClosed
-from pipeline.records import CameraRun, FaceEvent, Frame
+from pipeline.records import CameraRun, FaceEvent
 from pipeline.sources import (
     CameraHealthCollector,
     CameraState,
@@ -56,6 +56,7 @@ from pipeline.sources import (
     list_videos,
     replay_file,
 )
+from pipeline.sources.decode import DecodedFrame
 
 log = logging.getLogger(__name__)
 # (camera id, events in order, track ids that ended after them) for EventOutput.handle
@@ -161,9 +162,15 @@ def camera_enhance(config: AppConfig) -> dict[str, EnhanceConfig]:
     return {c.id: c.enhance for c in config.cameras if c.enhance is not None}
 
 
-def _prefetch(frames: Iterator[Frame], queue: BlockingQueue, errors: list[BaseException]) -> None:
+def _prefetch(frames: Iterator[DecodedFrame], queue: BlockingQueue,
+              errors: list[BaseException], cadence: DetectionCadence | None) -> None:
+    """Decode ahead of analysis; convert to BGR here, in parallel with analysis, the frames
+    it will read: detection passes by ``cadence`` (the analyser's own, replayed on the same
+    frame times), every frame when ``cadence`` is None (the annotated video needs them)."""
     try:
         for frame in frames:
+            if cadence is None or cadence.due(frame.ts_ms):
+                frame.image_bgr  # noqa: B018 - converts once, kept on the frame
             queue.put(frame)
     except QueueClosed:
         return
@@ -173,19 +180,20 @@ def _prefetch(frames: Iterator[Frame], queue: BlockingQueue, errors: list[BaseEx
         queue.close()
 
 
-def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[Frame],
+def _replay_file(config: AppConfig, camera: CameraConfig, frames: Iterator[DecodedFrame],
                  emotion: EmotionStage, output: EventOutput, metrics: RunMetrics,
                  summary: ReplaySummary, annotator: object | None,
                  evidence: EvidenceRecorder | None = None) -> None:
     detector = create_detector(config.detector)
     detector.start()
-    queue: BlockingQueue[Frame] = BlockingQueue(config.source.replay_queue_size)
+    queue: BlockingQueue[DecodedFrame] = BlockingQueue(config.source.replay_queue_size)
     errors: list[BaseException] = []
-    decoder = threading.Thread(target=_prefetch, args=(frames, queue, errors),
+    cadence = None if annotator is not None else DetectionCadence(camera.analysis_fps)
+    decoder = threading.Thread(target=_prefetch, args=(frames, queue, errors, cadence),
                                name=f"decode-{camera.id}", daemon=True)
     decoder.start()
     analyzer = CameraAnalyzer(camera, config, detector, metrics)
-    last: Frame | None = None
+    last: DecodedFrame | None = None
     flushed = False
 
     def flush_tracks() -> None:
@@ -494,7 +502,7 @@ class LiveRunner:
     def start_camera(self, camera: CameraConfig, run: CameraRun) -> bool:
         """Start decoding and analysing ``camera`` as ``run`` (worker, lease epoch); False
         (logged, counted, in :attr:`failed_cameras`) when it cannot be constructed."""
-        frames: LatestQueue[Frame] = LatestQueue(self.config.source.live_queue_size)
+        frames: LatestQueue[DecodedFrame] = LatestQueue(self.config.source.live_queue_size)
         stop = threading.Event()
         try:
             supervised = SupervisedCamera(
@@ -543,14 +551,15 @@ class LiveRunner:
         return ClusterState(self.config.cluster.mode, self.worker_id, len(held),
                             redis_up=True, held=held)
 
-    def _analyse_camera(self, camera: CameraConfig, frames: LatestQueue[Frame],
+    def _analyse_camera(self, camera: CameraConfig, frames: LatestQueue[DecodedFrame],
                         stop: threading.Event, run: CameraRun | None = None) -> None:
         analyzer = CameraAnalyzer(camera, self.config, self._detector, self.metrics, run=run,
                                   persist_prior=True)
-        last: Frame | None = None
+        last: DecodedFrame | None = None
         try:
             while not stop.is_set():
                 try:
+                    # converted to BGR only if this frame is a detection pass
                     frame = frames.get(timeout=0.5)
                 except queue.Empty:
                     continue

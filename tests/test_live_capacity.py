@@ -46,3 +46,27 @@ def test_live_capacity_json_shape_on_a_short_run(tmp_path: Path) -> None:
     if camera["events"]:
         assert 0 <= camera["latency_p50_s"] <= camera["latency_p95_s"] < 30
     assert camera["detector_input_mpx_per_pass"] > 0
+
+
+def test_detection_work_json_shape_on_a_short_run(tmp_path: Path) -> None:
+    from benchmarks import detection_work
+    from pipeline.demo_clip import build_demo_clip
+
+    clip = build_demo_clip(tmp_path / "media" / "demo.mp4", seconds=2)
+    config = tmp_path / "work.yaml"
+    config.write_text("detector: {backend: mtcnn, min_face_px: 20}\n")
+    out = tmp_path / "work.json"
+    assert detection_work.main(["--config", str(config), "--json", str(out), "--clip", str(clip),
+                                "--loops", "2", "--measure-loops", "1",
+                                "--variants", "full,default"]) == 0
+    result = json.loads(out.read_text())
+    assert result["detector"] == "mtcnn" and result["loops"] == 2
+    full, default = result["variants"]["full"], result["variants"]["default"]
+    for variant in (full, default):
+        assert {"passes", "input_mpx_per_pass", "analyse_ms_per_pass", "faces_detected",
+                "small_faces_detected", "tracks", "new_tracks_found"} <= set(variant)
+        assert variant["passes"] == 10  # 50 frames a loop, every 5th
+    assert full["faces_detected"] > 0 and default["input_mpx_per_pass"] > 0
+    assert full["new_tracks_found"]["within_0"] == 1.0  # the reference against itself
+    assert 0 <= default["new_tracks_found"]["within_0"] <= \
+        default["new_tracks_found"]["within_4"] <= 1

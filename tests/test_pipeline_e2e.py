@@ -261,3 +261,28 @@ alerts:
     assert len(fired_tracks) == len(set(fired_tracks)), "cooldown: one alert per track"
     events = _read_events(redis_client, events_stream("cctv", "test", "demo"))
     assert set(fired_tracks) <= {e.track_id for e in events}
+
+
+def test_replay_converts_to_bgr_only_the_frames_it_analyses(
+        tmp_path: Path, demo_clip: Path, redis_server: EmbeddedRedis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 5 analysed fps from 25, one frame in five is converted (on the decode thread,
+    ahead of analysis); with an annotated video every frame is."""
+    import pipeline.sources.decode as decode
+
+    converted: list[int] = []
+    real_to_bgr = decode.to_bgr
+
+    def counting_to_bgr(frame: object, apply_rotation: bool = True) -> object:
+        converted.append(frame.pts)
+        return real_to_bgr(frame, apply_rotation)
+
+    monkeypatch.setattr(decode, "to_bgr", counting_to_bgr)
+    config = _config(tmp_path, redis_server.url)
+    summary = run_replay(config, ReplayOptions(inputs=demo_clip, analysis_fps=5))
+    assert summary.frames == 100 and summary.tracks >= 1
+    assert len(converted) == 20
+    converted.clear()
+    run_replay(config, ReplayOptions(inputs=demo_clip, analysis_fps=5,
+                                     annotate_path=tmp_path / "annotated.mp4"))
+    assert len(converted) == 100

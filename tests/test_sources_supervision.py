@@ -8,12 +8,17 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import av
 import pytest
 
-from pipeline.config import CameraConfig, ReconnectConfig, SourceConfig
+from pipeline.analyze import CameraAnalyzer
+from pipeline.config import AppConfig, CameraConfig, ReconnectConfig, SourceConfig
+from pipeline.detect import create_detector
+from pipeline.metrics import RunMetrics
 from pipeline.queues import LatestQueue
 from pipeline.records import Frame
 from pipeline.sources import Backoff, CameraState, PermanentSourceError, SupervisedCamera
+from pipeline.sources.decode import DecodedFrame, to_bgr
 from pipeline.sources.urls import parse_source_url
 from tests.helpers.media import make_clip
 
@@ -55,7 +60,7 @@ def test_bad_source_urls_are_refused(url: str, message: str) -> None:
 
 def test_file_camera_is_paced_and_loops(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "sim.mp4", count=10, fps=25)
-    queue: LatestQueue[Frame] = LatestQueue(64)
+    queue: LatestQueue[DecodedFrame] = LatestQueue(64)
     stop = threading.Event()
     camera = SupervisedCamera(CameraConfig(id="sim", url=str(clip)), SourceConfig(), queue, stop)
     thread = threading.Thread(target=camera.run)
@@ -78,3 +83,31 @@ def test_file_camera_is_paced_and_loops(tmp_path: Path) -> None:
     frames = [queue.get(timeout=0) for _ in range(len(queue))]
     assert [f.index for f in frames] == list(range(len(frames)))
     assert all(b.ts_ms > a.ts_ms for a, b in pairwise(frames))
+
+
+def test_live_frames_are_converted_only_when_analysis_reads_them(tmp_path: Path) -> None:
+    """A live camera queues decoded frames; the BGR image is made on first read, and the
+    analyser reads it only on detection passes (at 5 fps from 25, one frame in five)."""
+    clip = make_clip(tmp_path / "sim.mp4", count=10, fps=25)
+    with av.open(str(clip)) as container:
+        av_frames = list(container.decode(video=0))
+    expected = to_bgr(av_frames[3])
+    decoded = DecodedFrame(av_frames[3], "sim", 3, 120.0, 0.0)
+    assert decoded._image is None
+    assert (decoded.image_bgr == expected).all()
+    assert decoded._av_frame is None  # the decoder's buffer is released once converted
+    frame = decoded.to_frame()
+    assert isinstance(frame, Frame) and frame.ts_ms == 120.0 and frame.index == 3
+
+    config = AppConfig.model_validate({"detector": {"backend": "mtcnn"}})
+    detector = create_detector(config.detector)
+    detector.start()
+    try:
+        analyzer = CameraAnalyzer(CameraConfig(id="sim", url=str(clip), analysis_fps=5.0),
+                                  config, detector, RunMetrics())
+        frames = [DecodedFrame(f, "sim", i, i * 40.0, 0.0) for i, f in enumerate(av_frames)]
+        detected = [analyzer.process(f).detected for f in frames]
+    finally:
+        detector.stop()
+    assert detected == [i % 5 == 0 for i in range(10)]
+    assert [f._image is not None for f in frames] == detected

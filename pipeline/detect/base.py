@@ -97,6 +97,26 @@ class Detector(ABC):
         """Every face size the config asks for: ``min_face_px`` and up."""
         return FaceSizeRange(float(self.cfg.min_face_px))
 
+    @property
+    def rotates_small_faces(self) -> bool:
+        """Whether the small-face rotation is on when ``detector.small_face_scan.enabled``
+        is null: off here (YuNet, SCRFD; see pipeline/config.py SmallFaceScanConfig)."""
+        return False
+
+    @property
+    def min_region_px(self) -> int:
+        """Smallest region side (px) the network reads reliably: YuNet missed 21 px faces in
+        96 px crops and found them in 128 (the motion gate's ``min_region_px`` default, 160,
+        comes from that). Regions around single known faces are grown to at least this."""
+        return 160
+
+    @property
+    def small_face_split_px(self) -> float:
+        """Face size (px, longer box side) from which scanning costs about a quarter of the
+        pixels of scanning every size: the small-face rotation's default split
+        (pipeline/detect/small_faces.py). This default: twice ``min_face_px``."""
+        return 2.0 * float(self.cfg.min_face_px)
+
     def detect(self, image_bgr: np.ndarray,
                roi_polygons: Sequence[Polygon] | None = None) -> list[Detection]:
         """Faces in a BGR uint8 image ``(H, W, 3)``, best score first, boxes and landmarks in

@@ -6,12 +6,15 @@ Boxes are ``(N, 4)`` float arrays of ``x1, y1, x2, y2`` in pixels; polygons are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 Polygon = Sequence[tuple[float, float]]
+Rect = tuple[int, int, int, int]
+T = TypeVar("T")
 # a region narrowed by the size prior keeps its smallest face at this many times the
 # network's smallest resolvable face
 _PRIOR_NATIVE_FACTOR = 2.0
@@ -72,6 +75,14 @@ def region_input_scale(long_side_px: int, min_face_px: float, native_min_face_px
     return scale
 
 
+def half_resolution_face_px(min_face_px: float, native_min_face_px: float) -> float:
+    """The smallest face a region must be told to expect (``region_min_face_px``) for
+    :func:`region_input_scale` to read it at half the scale of a full scan, a quarter of its
+    pixels: ``2 * 2 * max(min_face_px, native_min_face_px)`` (YuNet at ``min_face_px`` 10:
+    40 px). The small-face rotation splits sizes there (pipeline/detect/small_faces.py)."""
+    return 2.0 * _PRIOR_NATIVE_FACTOR * max(float(min_face_px), float(native_min_face_px))
+
+
 def roi_rectangles(polygons: Sequence[Polygon], width: int, height: int
                    ) -> list[tuple[int, int, int, int]]:
     """Integer bounding rectangles ``(x1, y1, x2, y2)`` of the polygons, clipped to the image.
@@ -91,20 +102,33 @@ def roi_rectangles(polygons: Sequence[Polygon], width: int, height: int
         y2 = int(np.clip(np.ceil(pts[:, 1].max()), 0, height))
         if x2 > x1 and y2 > y1:
             rects.append((x1, y1, x2, y2))
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(rects)):
-            for j in range(i + 1, len(rects)):
-                a, b = rects[i], rects[j]
+    return merge_overlapping(rects, lambda rect: rect, lambda a, b: bounding_rect(a, b))
+
+
+def bounding_rect(a: Rect, b: Rect) -> Rect:
+    """The smallest rectangle holding both."""
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def merge_overlapping(items: Sequence[T], rect_of: Callable[[T], Rect],
+                      join: Callable[[T, T], T]) -> list[T]:
+    """``items`` with every two whose rectangles (``rect_of``) overlap by a positive area
+    replaced by ``join`` of them, until none overlap (order kept otherwise)."""
+    merged = list(items)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = rect_of(merged[i]), rect_of(merged[j])
                 if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    rects[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    del rects[j]
-                    merged = True
+                    merged[i] = join(merged[i], merged[j])
+                    del merged[j]
+                    changed = True
                     break
-            if merged:
+            if changed:
                 break
-    return rects
+    return merged
 
 
 def centres_inside(boxes_xyxy: np.ndarray, polygons: Sequence[Polygon]) -> np.ndarray:

@@ -27,10 +27,13 @@ Rect = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class GateDecision:
-    """``regions_xyxy`` is None for a full-frame pass, else the rectangles to scan."""
+    """``regions_xyxy`` is None for a full-frame pass, else the rectangles to scan;
+    ``refresh``: the full-frame pass is the periodic one (or the first), not one asked for
+    because motion covers most of the frame."""
 
     regions_xyxy: list[Rect] | None
     motion_fraction: float
+    refresh: bool = False
 
 
 class MotionGate:
@@ -58,7 +61,7 @@ class MotionGate:
         due_full = self._next_full_ts_ms is None or ts_ms >= self._next_full_ts_ms
         if previous is None or previous.shape != gray.shape or due_full:
             self._next_full_ts_ms = ts_ms + self.cfg.full_frame_interval_s * 1000.0
-            return GateDecision(None, 1.0)
+            return GateDecision(None, 1.0, refresh=True)
         changed = (cv2.absdiff(gray, previous) >= self.cfg.pixel_threshold).astype(np.uint8)
         # drop isolated pixels (compression noise), then grow what is left by the margin, at
         # low resolution, so nearby blobs merge into one region instead of many overlapping

@@ -118,6 +118,42 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size_px: int) -> np.ndarray:
     return out
 
 
+class _Pyramid:
+    """The image at P-Net's pyramid scales ``scales`` (largest first), each level made at most
+    once per call and shared by every region. Level k is shrunk from level k - 1 (a mild
+    0.709 step, visually the same as from the frame, instead of area-averaging the full frame
+    for every level), exactly as a whole-frame pass makes it; a region's level is a crop of
+    it starting on P-Net's stride-2 grid, so P-Net sees there what a whole-frame pass sees."""
+
+    def __init__(self, image_bgr: np.ndarray, scales: Sequence[float]) -> None:
+        self._image = image_bgr
+        self._scales = list(scales)
+        self._levels: list[np.ndarray] = []
+
+    def level(self, scale: float) -> np.ndarray:
+        """The whole image at ``scale``, one of ``scales``."""
+        index = self._scales.index(scale)
+        height, width = self._image.shape[:2]
+        while len(self._levels) <= index:
+            previous = self._levels[-1] if self._levels else self._image
+            made = self._scales[len(self._levels)]
+            size = (math.ceil(width * made), math.ceil(height * made))
+            interp = cv2.INTER_AREA if size[0] < previous.shape[1] else cv2.INTER_LINEAR
+            self._levels.append(previous if size == (previous.shape[1], previous.shape[0])
+                                else cv2.resize(previous, size, interpolation=interp))
+        return self._levels[index]
+
+    def crop(self, scale: float, rect_xyxy: tuple[int, int, int, int]
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+        """The part of the level at ``scale`` that covers ``rect_xyxy`` (image pixels), and
+        its origin in the level (even)."""
+        level = self.level(scale)
+        x1, y1, x2, y2 = rect_xyxy
+        ox, oy = math.floor(x1 * scale), math.floor(y1 * scale)
+        ox, oy = ox - ox % PNET_STRIDE_PX, oy - oy % PNET_STRIDE_PX
+        return level[oy:math.ceil(y2 * scale), ox:math.ceil(x2 * scale)], (ox, oy)
+
+
 class MtcnnDetector(Detector):
     """Three-stage cascade; the pyramid starts where ``min_face_px`` maps to P-Net's 12 px.
 
@@ -147,6 +183,24 @@ class MtcnnDetector(Detector):
     def _unload(self) -> None:
         self._pnet = self._rnet = self._onet = None
 
+    @property
+    def rotates_small_faces(self) -> bool:
+        """On by default: with it MTCNN found as many faces and new tracks on Town Centre
+        at 0.59 of the pixels (docs/RESULTS.md "Live capacity")."""
+        return True
+
+    @property
+    def min_region_px(self) -> int:
+        """P-Net slides a 12 px window and R-Net / O-Net crop from the whole frame, so a
+        region needs no context beyond the face: 48 px."""
+        return 48
+
+    @property
+    def small_face_split_px(self) -> float:
+        """Faces from two pyramid levels up (``min_face_px / 0.709**2``, 23.9 px at 12): the
+        levels below it are 75 % of P-Net's pixels, every level from it 25 %."""
+        return float(self.cfg.min_face_px) / PYRAMID_FACTOR ** 2
+
     def pyramid_scales(self, height: int, width: int,
                        sizes: FaceSizeRange | None = None) -> list[float]:
         """Scales of the P-Net levels for an image of ``height`` x ``width``: from the one
@@ -175,13 +229,13 @@ class MtcnnDetector(Detector):
 
     def _detect_regions(self, image_bgr: np.ndarray,
                         regions: Sequence[ScanRegion]) -> FaceArrays:
-        """P-Net per region at its levels; R-Net and O-Net once on every region's candidates,
-        cropped from the whole image."""
+        """P-Net per region at its levels, each level cropped from one pyramid of the whole
+        image (so a region finds what a whole-frame pass finds inside it); R-Net and O-Net
+        once on every region's candidates, cropped from the whole image."""
+        pyramid = _Pyramid(image_bgr, self.pyramid_scales(*image_bgr.shape[:2]))
         found = []
         for region in regions:
-            x1, y1, x2, y2 = region.rect_xyxy
-            cands = self._stage_pnet(image_bgr[y1:y2, x1:x2], region.sizes)
-            cands[:, :4] += np.array([x1, y1, x1, y1], dtype=cands.dtype)
+            cands = self._stage_pnet(pyramid, region.rect_xyxy, region.sizes)
             if region.keep_xyxy is not None:
                 cands = cands[centres_in_rect(cands[:, :4], region.keep_xyxy)]
             found.append(cands)
@@ -214,25 +268,24 @@ class MtcnnDetector(Detector):
             reg_rows.append(np.concatenate(reg_cols, axis=1))
         return np.concatenate(prob_rows, axis=0), np.concatenate(reg_rows, axis=0)
 
-    def _stage_pnet(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> np.ndarray:
-        """Candidate square boxes with scores ``(N, 5)`` from the fully convolutional P-Net,
-        at the pyramid levels of ``sizes``."""
-        height, width = image_bgr.shape[:2]
+    def _stage_pnet(self, pyramid: _Pyramid, rect_xyxy: tuple[int, int, int, int],
+                    sizes: FaceSizeRange) -> np.ndarray:
+        """Candidate square boxes with scores ``(N, 5)``, in image pixels, from the fully
+        convolutional P-Net over ``rect_xyxy`` of the image at the pyramid levels of
+        ``sizes``."""
+        x1, y1, x2, y2 = rect_xyxy
         found = []
-        scaled = image_bgr
-        for scale in self.pyramid_scales(height, width, sizes):
-            size = (math.ceil(width * scale), math.ceil(height * scale))
-            # Each level is shrunk from the previous one (a mild 0.709 step, visually the same
-            # as from the frame) instead of area-averaging the full frame for every level.
-            interp = cv2.INTER_AREA if size[0] < scaled.shape[1] else cv2.INTER_LINEAR
-            scaled = cv2.resize(scaled, size, interpolation=interp)
-            face_prob, offsets = self._run_pnet(scaled)
+        for scale in self.pyramid_scales(y2 - y1, x2 - x1, sizes):
+            level, (ox, oy) = pyramid.crop(scale, rect_xyxy)
+            if min(level.shape[:2]) < PNET_CELL_PX:
+                continue
+            face_prob, offsets = self._run_pnet(level)
             ys, xs = np.nonzero(face_prob >= PNET_THRESHOLD)
             if ys.size == 0:
                 continue
             reg = offsets[ys, xs]
-            x1 = xs * PNET_STRIDE_PX / scale
-            y1 = ys * PNET_STRIDE_PX / scale
+            x1 = (ox + xs * PNET_STRIDE_PX) / scale
+            y1 = (oy + ys * PNET_STRIDE_PX) / scale
             cell = PNET_CELL_PX / scale
             boxes = np.stack([x1, y1, x1 + cell, y1 + cell], axis=1)
             scores = face_prob[ys, xs]

@@ -8,8 +8,10 @@ each rectangle is scanned only at the face sizes that occur in its cells; (3) ev
 whole frame (or ROI), whatever the gate says, so faces of a size the prior does not expect
 are found and learnt; around known faces of sizes the prior does not expect, their own
 size is scanned too, so their tracks are confirmed and learnt. Until the prior converges
-every pass looks for every size, as without it. Faces are learnt from the tracks
-(:meth:`ScanPlanner.learn`), one per tracked face per detection pass.
+every pass looks for every size, as without it; (4) except in that full scan, the smallest
+sizes are scanned over one band of the frame per pass, in turn, and around known small faces
+(pipeline/detect/small_faces.py). Faces are
+learnt from the tracks (:meth:`ScanPlanner.learn`), one per tracked face per detection pass.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import MotionGateConfig, SizePriorConfig
+from pipeline.config import MotionGateConfig, SizePriorConfig, SmallFaceScanConfig
 from pipeline.detect.base import Detector
 from pipeline.detect.geometry import Polygon, roi_rectangles
 from pipeline.detect.motion import MotionGate, rect_polygons
 from pipeline.detect.scan import ScanRegion, full_regions
 from pipeline.detect.size_prior import SizePrior
+from pipeline.detect.small_faces import SmallFaceRotation
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ScanPlan:
     kind: str
     guided: bool
     input_px: int
+    rotated: bool = False
 
 
 class ScanPlanner:
@@ -46,17 +50,23 @@ class ScanPlanner:
     order, and :meth:`learn` with the tracked faces of that pass.
 
     ``roi_polygons``: the camera's regions of interest (empty: the whole frame); ``prior``:
-    the camera's size prior (None: off).
+    the camera's size prior (None: off); ``small_cfg``: the small-face rotation (None: off).
     """
 
     def __init__(self, gate_cfg: MotionGateConfig, prior_cfg: SizePriorConfig,
                  detector: Detector, roi_polygons: Sequence[Polygon] = (),
-                 prior: SizePrior | None = None) -> None:
+                 prior: SizePrior | None = None,
+                 small_cfg: SmallFaceScanConfig | None = None) -> None:
         self._gate = MotionGate(gate_cfg) if gate_cfg.enabled else None
         self._detector = detector
         self._roi = list(roi_polygons)
         self._full_scan_ms = prior_cfg.full_scan_interval_s * 1000.0
         self.prior = prior
+        self._rotation = (SmallFaceRotation(small_cfg, detector.cfg.min_face_px,
+                                            detector.small_face_split_px,
+                                            detector.min_region_px,
+                                            detector.rotates_small_faces)
+                          if small_cfg is not None else None)
         self._next_full_scan_ms: float | None = None
 
     def _prior_ready(self, width: int, height: int) -> bool:
@@ -87,18 +97,26 @@ class ScanPlanner:
             polygons = rect_polygons(decision.regions_xyxy)
             rects = roi_rectangles(polygons, width, height) if polygons else []
             gate, kind = polygons, "motion_gated"
-        if self._prior_ready(width, height):
+        guided = self._prior_ready(width, height)
+        if guided:
             regions = self.prior.plan(rects, self._detector.input_pixels)
             # known faces of unexpected sizes (the gate's regions already hold their boxes)
             regions += self.prior.face_regions(face_boxes_xyxy)
-            return self._finish(regions, gate, kind, guided=True)
-        return self._finish(full_regions(rects, self._detector.full_sizes), gate, kind,
-                            guided=False)
+        else:
+            regions = full_regions(rects, self._detector.full_sizes)
+        rotated = self._rotation is not None and self._rotation.active and bool(regions)
+        if rotated:
+            # the gate's periodic full frame takes the bands in turn too, on its own count:
+            # a small face too still to show as motion is found within `bands` of them
+            refresh = decision is not None and decision.refresh
+            regions = self._rotation.apply(regions, width, height, face_boxes_xyxy,
+                                           refresh=refresh)
+        return self._finish(regions, gate, kind, guided=guided, rotated=rotated)
 
     def _finish(self, regions: list[ScanRegion], gate: list[Polygon] | None, kind: str,
-                guided: bool) -> ScanPlan:
+                guided: bool, rotated: bool = False) -> ScanPlan:
         pixels = sum(self._detector.input_pixels(r.height, r.width, r.sizes) for r in regions)
-        return ScanPlan(regions, gate, kind, guided, int(pixels))
+        return ScanPlan(regions, gate, kind, guided, int(pixels), rotated)
 
     def learn(self, face_boxes_xyxy: Sequence[Sequence[float]],
               frame_wh: tuple[int, int]) -> None:

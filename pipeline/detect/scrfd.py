@@ -20,7 +20,7 @@ import numpy as np
 from engines.runtime.graph import GraphSession
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
-from pipeline.detect.geometry import nms, region_input_scale
+from pipeline.detect.geometry import half_resolution_face_px, nms, region_input_scale
 from pipeline.detect.onnx_session import open_session
 from pipeline.detect.scan import FaceSizeRange
 from pipeline.errors import ModelError
@@ -69,6 +69,11 @@ class ScrfdDetector(Detector):
         self._input_name = ""
         self._fixed_hw: tuple[int, int] | None = None
         self._outputs: dict[tuple[str, int], str] = {}
+
+    @property
+    def small_face_split_px(self) -> float:
+        """From here regions are read at half resolution (40 px at ``min_face_px`` 10)."""
+        return half_resolution_face_px(self.cfg.min_face_px, SCRFD_MIN_FACE_PX)
 
     def _load(self) -> None:
         path = self.cfg.model_path

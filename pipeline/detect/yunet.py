@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
-from pipeline.detect.geometry import region_input_scale
+from pipeline.detect.geometry import half_resolution_face_px, region_input_scale
 from pipeline.detect.scan import FaceSizeRange
 from pipeline.errors import ModelError
 
@@ -91,6 +91,11 @@ class YunetDetector(Detector):
         with self._open_lock:
             self._free = queue.LifoQueue()
             self._opened = 0
+
+    @property
+    def small_face_split_px(self) -> float:
+        """From here regions are read at half resolution (40 px at ``min_face_px`` 10)."""
+        return half_resolution_face_px(self.cfg.min_face_px, YUNET_MIN_FACE_PX)
 
     def _scale(self, height: int, width: int, sizes: FaceSizeRange) -> float:
         return region_input_scale(max(height, width), self.cfg.min_face_px, YUNET_MIN_FACE_PX,

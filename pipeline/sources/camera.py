@@ -26,16 +26,15 @@ import av.error
 from pipeline.config import CameraConfig, SourceConfig
 from pipeline.errors import ConfigError, SourceError
 from pipeline.queues import LatestQueue, QueueClosed
-from pipeline.records import Frame
 from pipeline.secrets import mask_secrets
 from pipeline.sources.backoff import Backoff
 from pipeline.sources.decode import (
+    DecodedFrame,
     StreamClock,
     describe_av_error,
     display_rotation_deg,
     frame_ts_s,
     open_with_fallback,
-    to_bgr,
 )
 from pipeline.sources.health import CameraHealth, CameraState, HealthTracker
 from pipeline.sources.packets import PacketObserver
@@ -51,12 +50,13 @@ class _EndOfFile(Exception):  # a control-flow signal, not an error
 
 
 class SupervisedCamera:
-    """One camera's decode loop. ``out`` should be this camera's own queue; ``packets``, if
-    given, sees every encoded packet (the evidence ring buffer)."""
+    """One camera's decode loop. ``out`` should be this camera's own queue; it receives
+    :class:`~pipeline.sources.decode.DecodedFrame` items, converted to BGR only when read.
+    ``packets``, if given, sees every encoded packet (the evidence ring buffer)."""
 
-    def __init__(self, camera: CameraConfig, source: SourceConfig, out: LatestQueue[Frame],
-                 stop_event: threading.Event, rng: random.Random | None = None,
-                 packets: PacketObserver | None = None) -> None:
+    def __init__(self, camera: CameraConfig, source: SourceConfig,
+                 out: LatestQueue[DecodedFrame], stop_event: threading.Event,
+                 rng: random.Random | None = None, packets: PacketObserver | None = None) -> None:
         self.camera = camera
         self._packets = packets
         self.source = source
@@ -285,9 +285,8 @@ class SupervisedCamera:
         self._health.frame_decoded(now)
         if self._last_ts_ms is not None and ts_ms <= self._last_ts_ms:
             ts_ms = self._last_ts_ms + 0.001  # keep ts strictly increasing for the runner
-        frame = Frame(camera_id=self.camera_id, index=self._next_index, ts_ms=ts_ms,
-                      image_bgr=to_bgr(av_frame, self.source.apply_display_rotation),
-                      wall_ts_s=time.time(), segment=self._segment)
+        frame = DecodedFrame(av_frame, self.camera_id, self._next_index, ts_ms, time.time(),
+                             self._segment, self.source.apply_display_rotation)
         evicted = self.out.put(frame)
         self._health.frame_delivered(evicted)
         if self._health.state is not CameraState.STREAMING:

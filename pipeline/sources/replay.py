@@ -23,14 +23,13 @@ import av.error
 
 from pipeline.config import SourceConfig
 from pipeline.errors import SourceError
-from pipeline.records import Frame
 from pipeline.sources.decode import (
+    DecodedFrame,
     StreamClock,
     describe_av_error,
     display_rotation_deg,
     frame_ts_s,
     open_with_fallback,
-    to_bgr,
 )
 from pipeline.sources.packets import PacketObserver
 from pipeline.sources.urls import SourceUrl
@@ -115,8 +114,11 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
                 stop_event: threading.Event | None = None,
                 source: SourceConfig | None = None,
                 report: DecodeReport | None = None, hwaccel: str = "none",
-                packets: PacketObserver | None = None) -> Iterator[Frame]:
+                packets: PacketObserver | None = None) -> Iterator[DecodedFrame]:
     """Yield every frame of one file: index 0, 1, 2...; ``ts_ms`` from pts, starting at 0.
+
+    Frames are :class:`~pipeline.sources.decode.DecodedFrame`: the BGR image is made when
+    first read (analysis reads it only on detection passes).
 
     Stream time never goes backwards: a timestamp discontinuity (restart, wrap-around, a
     jump beyond ``source.max_timestamp_gap_s``) is logged once with its size and time
@@ -167,9 +169,8 @@ def replay_file(path: Path | str, *, camera_id: str | None = None, realtime: boo
                 return
             if stop_event is not None and stop_event.is_set():
                 return
-            yield Frame(camera_id=camera_id, index=index, ts_ms=ts_ms,
-                        image_bgr=to_bgr(av_frame, source.apply_display_rotation),
-                        wall_ts_s=time.time(), segment=clock.discontinuities)
+            yield DecodedFrame(av_frame, camera_id, index, ts_ms, time.time(),
+                               clock.discontinuities, source.apply_display_rotation)
             index += 1
         if index == 0:
             raise SourceError(f"{path}: no frame could be decoded"
@@ -231,7 +232,7 @@ def _wait_until(deadline: float, stop_event: threading.Event | None) -> bool:
     return stop_event.wait(remaining)
 
 
-def replay_path(input_path: Path | str, on_frame: Callable[[Frame], None], *,
+def replay_path(input_path: Path | str, on_frame: Callable[[DecodedFrame], None], *,
                 realtime: bool = False, stop_event: threading.Event | None = None,
                 camera_id: str | None = None,
                 source: SourceConfig | None = None) -> Iterator[ReplayFileResult]:
