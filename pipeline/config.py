@@ -170,14 +170,17 @@ class SizePriorConfig(StrictModel):
 class SmallFaceScanConfig(StrictModel):
     """Scan face sizes below ``below_px`` over one of ``bands`` horizontal bands of the frame
     per detection pass (in turn), larger sizes every pass everywhere the planner asks; known
-    small faces are scanned every pass around where they are. A new small face is found at
-    most ``bands - 1`` passes late. See pipeline/detect/small_faces.py."""
+    small faces are scanned every pass around where they are. A new small face that moves is
+    found at most ``bands - 1`` passes late; one too still for the motion gate to see, within
+    ``bands`` of the gate's periodic full frames (6 s at the defaults, 2 s without rotation).
+    See pipeline/detect/small_faces.py."""
 
     enabled: bool | None = Field(
         default=None, description="null: the detector's default, on for MTCNN, off for YuNet "
-        "and SCRFD (measured on Town Centre, docs/RESULTS.md: MTCNN found as many faces and "
-        "new tracks with it; YuNet, whose small-face windows and half-resolution scans find "
-        "other borderline faces than its full-frame scan, lost 23 % of detections)")
+        "and SCRFD (measured on Town Centre, docs/RESULTS.md: MTCNN kept the same tracks, "
+        "each found in its first pass, with 8 % fewer detections at 0.6 of the pixels; YuNet, "
+        "whose small-face windows and half-resolution scans find other borderline faces than "
+        "its whole-frame scan, made 15 % fewer detections and found new tracks later)")
     below_px: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="faces smaller than this (longer box side, px) are the "
         "rotated sizes; null: the detector's split, where the scan falls to a quarter of the "

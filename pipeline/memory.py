@@ -13,8 +13,10 @@ for two, same frame rates):
   ``M_MMAP_THRESHOLD`` fixed at 1 MiB turns that adjustment off.
 
 Equivalent to the environment variables ``MALLOC_ARENA_MAX=2`` and
-``MALLOC_MMAP_THRESHOLD_=1048576`` (glibc mallopt(3)); when either variable is set it is left
-to rule. Other C libraries (musl, macOS): nothing is changed.
+``MALLOC_MMAP_THRESHOLD_=1048576`` (glibc mallopt(3)); when the environment sets malloc itself
+(either variable, or ``GLIBC_TUNABLES``), nothing is changed. Other C libraries (musl,
+macOS): nothing is changed. The arena limit binds arenas made after the call: call it before
+the pipeline starts its threads (libraries imported earlier may have made a few already).
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def tune_malloc() -> dict[str, int]:
-    """Apply the settings above through glibc's ``mallopt``; call early, before threads start.
+    """Apply the settings above through glibc's ``mallopt``; call early, before the pipeline
+    starts its threads.
 
     Returns the settings applied (empty where the C library is not glibc, or the environment
-    already sets them)."""
-    if os.environ.get("MALLOC_ARENA_MAX") or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+    already tunes malloc)."""
+    if any(os.environ.get(name) for name in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
+                                             "GLIBC_TUNABLES")):
         return {}
     name = ctypes.util.find_library("c")
     try:

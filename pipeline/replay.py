@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="detections per second of video (overrides the config; "
                              "0 = every frame)")
     args = parser.parse_args(argv)
-    tune_malloc()  # before any thread starts (pipeline/memory.py)
+    tune_malloc()  # before the pipeline starts its threads (pipeline/memory.py)
     try:
         config = load_config(args.config)
         setup_logging(config.logging.level)

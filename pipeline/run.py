@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", help="this worker's id in a cluster (default: "
                         "cluster.worker_id, else $POD_NAME, else the host name)")
     args = parser.parse_args(argv)
-    tune_malloc()  # before any thread starts (pipeline/memory.py)
+    tune_malloc()  # before the pipeline starts its threads (pipeline/memory.py)
     try:
         config = load_config(args.config)
         worker_id = resolve_worker_id(config.cluster, args.worker_id,

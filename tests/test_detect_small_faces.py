@@ -76,6 +76,17 @@ def test_known_small_faces_are_scanned_every_pass_and_large_ones_are_left_alone(
         assert window.sizes.min_px == 12 and 23.9 < window.sizes.max_px < 24
 
 
+def test_sizes_ending_just_above_the_split_do_not_make_an_empty_range() -> None:
+    """A known face's window can end anywhere: one ending between the split and the split
+    plus its gap is all small sizes (regression: it raised ValueError)."""
+    split = 12 / 0.709 ** 2
+    rotation = SmallFaceRotation(SmallFaceScanConfig(), 12, split)
+    for top in (split, split * 1.0005, split * 1.001, split * 1.002):
+        regions = rotation.apply([ScanRegion((0, 0, 640, 480), FaceSizeRange(14, top))],
+                                 640, 480)
+        assert all(r.sizes.min_px <= r.sizes.max_px for r in regions)
+
+
 @pytest.mark.parametrize("cfg", [SmallFaceScanConfig(enabled=False),
                                  SmallFaceScanConfig(bands=1),
                                  SmallFaceScanConfig(below_px=12)])

@@ -93,7 +93,7 @@ def test_live_frames_are_converted_only_when_analysis_reads_them(tmp_path: Path)
         av_frames = list(container.decode(video=0))
     expected = to_bgr(av_frames[3])
     decoded = DecodedFrame(av_frames[3], "sim", 3, 120.0, 0.0)
-    assert decoded._image is None
+    assert decoded.size_wh == (160, 120) and decoded._image is None  # known unconverted
     assert (decoded.image_bgr == expected).all()
     assert decoded._av_frame is None  # the decoder's buffer is released once converted
     frame = decoded.to_frame()

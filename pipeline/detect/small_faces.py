@@ -105,7 +105,7 @@ class SmallFaceRotation:
             if sizes.min_px >= split:
                 out.append(region)
                 continue
-            if sizes.max_px > split:
+            if sizes.max_px > split * _SPLIT_GAP:
                 # just above the split: MTCNN's split is a pyramid level's own face size, so
                 # the level below stays out of the every-pass sizes
                 out.append(ScanRegion(region.rect_xyxy,

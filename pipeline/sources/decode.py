@@ -137,7 +137,8 @@ class DecodedFrame:
     (at 5 analysed fps from a 25 fps stream, four in five are dropped unread), so the
     colour conversion (:func:`to_bgr`, about 4 ms for 1080p) is paid only for frames that
     are used, on the thread that uses them. Same fields as :class:`pipeline.records.Frame`;
-    :meth:`to_frame` gives one. Read it from one thread.
+    :meth:`to_frame` gives one. Use it from one thread at a time (handed over through a
+    queue).
     """
 
     __slots__ = ("_av_frame", "_image", "apply_rotation", "camera_id", "index", "segment",
