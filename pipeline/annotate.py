@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -96,9 +97,19 @@ def _paste_crop(image: np.ndarray, crop: np.ndarray, box_xyxy: tuple[int, int, i
 
 
 class AnnotatedVideoWriter:
-    """H.264 MP4 writer for annotated frames (no B-frames). Context manager; close is idempotent."""
+    """H.264 MP4 writer for annotated frames (no B-frames). Context manager; close is idempotent.
+
+    The file shows faces, so it is made readable and writable by its owner only (0600),
+    whatever the umask, before any frame is written."""
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # made empty with its mode first: the encoder then writes into it, mode kept
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         self._writer = H264Writer(path, fps=fps, size_wh=size_wh, crf=20)
 
     @property

@@ -510,8 +510,11 @@ class EvidenceConfig(StrictModel):
         default=32, description="alerts waiting for their post-alert video; beyond it the "
         "oldest is written at once with what the ring holds")
     file_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = Field(
-        default="0600", description="octal, as a string; readable by the service user only")
-    dir_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "0700"
+        default="0600", description="octal, as a string; readable by the service user only. "
+        "Refused: any permission for others (faces of the public), an owner who cannot read "
+        "and write. Group bits are allowed (a review service in the same group)")
+    dir_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = Field(
+        default="0700", description="the same rules; the owner needs rwx")
     retention: EvidenceRetentionConfig = EvidenceRetentionConfig()
 
     @property
@@ -521,6 +524,19 @@ class EvidenceConfig(StrictModel):
     @property
     def dir_mode_bits(self) -> int:
         return _mode_bits(self.dir_mode)
+
+    @model_validator(mode="after")
+    def _modes_keep_evidence_private(self) -> EvidenceConfig:
+        for name, bits, owner in (("file_mode", self.file_mode_bits, 0o600),
+                                  ("dir_mode", self.dir_mode_bits, 0o700)):
+            if bits & 0o007:
+                raise ValueError(f"evidence.{name} {bits:04o} gives others access to face "
+                                 f"evidence; expected no bits for others (e.g. "
+                                 f"{bits & 0o770:04o})")
+            if bits & owner != owner:
+                raise ValueError(f"evidence.{name} {bits:04o}: the service user needs "
+                                 f"{owner:04o} at least")
+        return self
 
     @model_validator(mode="after")
     def _ring_holds_the_window(self) -> EvidenceConfig:

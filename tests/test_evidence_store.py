@@ -100,3 +100,20 @@ def test_ring_must_hold_the_clip_window() -> None:
     with pytest.raises(ValidationError, match="ring_max_s"):
         EvidenceConfig(pre_s=10, post_s=10, ring_max_s=20)
     assert EvidenceConfig().file_mode_bits == 0o600 and EvidenceConfig().dir_mode_bits == 0o700
+
+
+@pytest.mark.parametrize(("modes", "message"), [
+    ({"file_mode": "0644"}, "file_mode 0644 gives others access"),
+    ({"file_mode": "0606"}, "file_mode 0606 gives others access"),
+    ({"dir_mode": "0755"}, "dir_mode 0755 gives others access"),
+    ({"file_mode": "0400"}, "file_mode 0400: the service user needs 0600"),
+    ({"dir_mode": "0600"}, "dir_mode 0600: the service user needs 0700"),
+])
+def test_evidence_modes_that_expose_faces_or_lock_out_the_service_are_refused(
+        modes: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        EvidenceConfig(**modes)
+    # a review service in the same group may read
+    assert EvidenceConfig(file_mode="0640", dir_mode="0750").file_mode_bits == 0o640

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -121,6 +122,7 @@ spool: {{dir: {tmp_path / 'spool'}}}
     assert "| events published" in result.stdout
     import av
 
+    assert stat.S_IMODE(annotated.stat().st_mode) == 0o600  # it shows faces
     with av.open(str(annotated)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 100
     # the embedded server persisted into its data folder and was stopped at exit
