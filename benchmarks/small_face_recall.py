@@ -128,10 +128,11 @@ def sequence_main(args: argparse.Namespace, argv: list[str] | None, faces: list,
                 boxes = [composite(canvas, img, box, size, (x + k * size // 2, y))
                          for (img, box), x, y in picks]
                 t0 = time.perf_counter()
-                analyzer.process(Frame("walk", k + 1, (k + 1) * 1000.0 * stride / 25.0, canvas))
+                analysis = analyzer.process(Frame("walk", k + 1, (k + 1) * 1000.0 * stride / 25.0,
+                                                  canvas))
                 seconds += time.perf_counter() - t0
                 n_passes += 1
-                dets = analyzer._last_detection_boxes
+                dets = [d.bbox_xyxy for d in analysis.detections]
                 if dets:
                     m = iou_matrix(np.asarray(boxes, np.float32), np.asarray(dets, np.float32))
                     seen[:, k] = m.max(axis=1) >= 0.3

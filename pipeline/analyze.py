@@ -51,6 +51,8 @@ class FrameAnalysis:
     faces: list[TrackedFace]
     crops: list[CropRequest]
     ended_track_ids: list[int]
+    # what the detector found this pass, tracked or not (empty between detection passes)
+    detections: list[Detection] = field(default_factory=list)
 
 
 def native_crop_size(face_size_px: float, target_px: int) -> int:
@@ -137,6 +139,7 @@ class CameraAnalyzer:
             self._metrics.count(cam, "timestamp_discontinuities")
             pre_crops, pre_ended = self.finish(frame.wall_ts_s)
         detected = self._cadence.due(frame.ts_ms)
+        detections: list[Detection] = []
         if detected:
             with self._metrics.time_stage("detect"):
                 detections = self._detect(frame)
@@ -173,7 +176,7 @@ class CameraAnalyzer:
             self._first_seen.pop(track_id, None)
             self._last_seen.pop(track_id, None)
         return FrameAnalysis(frame.index, frame.ts_ms, detected, faces, pre_crops + crops,
-                             pre_ended + ended)
+                             pre_ended + ended, detections)
 
     def _detect(self, frame: Frame | DecodedFrame) -> list[Detection]:
         """Run the detector where the planner says: the whole frame (or the camera's ROI) or

@@ -104,13 +104,9 @@ def test_rotation_defaults_to_on_for_mtcnn_and_off_for_yunet(yunet_model: Path) 
     assert mtcnn.rotates_small_faces and not yunet.rotates_small_faces
     assert yunet.small_face_split_px == 40 and yunet.min_region_px == 160
     for detector, on in ((mtcnn, True), (yunet, False)):
-        rotation = SmallFaceRotation(SmallFaceScanConfig(), detector.cfg.min_face_px,
-                                     detector.small_face_split_px, detector.min_region_px,
-                                     detector.rotates_small_faces)
+        rotation = SmallFaceRotation.for_detector(SmallFaceScanConfig(), detector)
         assert rotation.active is on
-        forced = SmallFaceRotation(SmallFaceScanConfig(enabled=True), detector.cfg.min_face_px,
-                                   detector.small_face_split_px, detector.min_region_px,
-                                   detector.rotates_small_faces)
+        forced = SmallFaceRotation.for_detector(SmallFaceScanConfig(enabled=True), detector)
         assert forced.active
 
 

@@ -10,8 +10,8 @@ are found and learnt; around known faces of sizes the prior does not expect, the
 size is scanned too, so their tracks are confirmed and learnt. Until the prior converges
 every pass looks for every size, as without it; (4) except in that full scan, the smallest
 sizes are scanned over one band of the frame per pass, in turn, and around known small faces
-(pipeline/detect/small_faces.py). Faces are
-learnt from the tracks (:meth:`ScanPlanner.learn`), one per tracked face per detection pass.
+(pipeline/detect/small_faces.py). Faces are learnt from the tracks (:meth:`ScanPlanner.learn`),
+one per tracked face per detection pass.
 """
 
 from __future__ import annotations
@@ -62,10 +62,7 @@ class ScanPlanner:
         self._roi = list(roi_polygons)
         self._full_scan_ms = prior_cfg.full_scan_interval_s * 1000.0
         self.prior = prior
-        self._rotation = (SmallFaceRotation(small_cfg, detector.cfg.min_face_px,
-                                            detector.small_face_split_px,
-                                            detector.min_region_px,
-                                            detector.rotates_small_faces)
+        self._rotation = (SmallFaceRotation.for_detector(small_cfg, detector)
                           if small_cfg is not None else None)
         self._next_full_scan_ms: float | None = None
 

@@ -34,6 +34,7 @@ import math
 from collections.abc import Sequence
 
 from pipeline.config import SmallFaceScanConfig
+from pipeline.detect.base import Detector
 from pipeline.detect.geometry import bounding_rect, merge_overlapping
 from pipeline.detect.scan import FaceSizeRange, Rect, ScanRegion, clip_rect
 
@@ -73,6 +74,12 @@ class SmallFaceRotation:
         self.split_px = float(cfg.below_px if cfg.below_px is not None else default_split_px)
         self._pass = 0
         self._refresh = 0
+
+    @classmethod
+    def for_detector(cls, cfg: SmallFaceScanConfig, detector: Detector) -> SmallFaceRotation:
+        """The rotation ``cfg`` asks for, with ``detector``'s split, window and default."""
+        return cls(cfg, detector.cfg.min_face_px, detector.small_face_split_px,
+                   detector.min_region_px, detector.rotates_small_faces)
 
     @property
     def active(self) -> bool:
