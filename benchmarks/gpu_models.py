@@ -202,7 +202,7 @@ def detector_frame_rate(device: str, frame_bgr: np.ndarray, min_s: float,
                         yunet: Path | None = None) -> list[dict]:
     """Full-frame detections per second on one frame (no motion gate, no size prior) for
     MTCNN (``min_face_px`` 12) and, given its model, YuNet (10): the CPU default (ONNX
-    Runtime, one thread; YuNet in OpenCV) against the graph on torch ``device``."""
+    Runtime, one thread) against the graph on torch ``device``."""
     from pipeline.config import DetectorConfig
     from pipeline.detect import create_detector
 

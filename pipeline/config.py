@@ -191,9 +191,8 @@ class SmallFaceScanConfig(StrictModel):
 
 
 class DetectorRuntimeConfig(StrictModel):
-    """Where the detector's ONNX graphs run. YuNet with the default (ONNX Runtime on the
-    CPU) runs in OpenCV's FaceDetectorYN; with any other its graph runs here and is decoded by
-    the pipeline. A CUDA device this machine cannot give falls back to ONNX Runtime on the
+    """Where the detector's ONNX graphs run (MTCNN's three networks, YuNet, SCRFD; decoded by
+    the pipeline). A CUDA device this machine cannot give falls back to ONNX Runtime on the
     CPU with one warning (engines/runtime/graph.py)."""
 
     backend: Literal["onnxruntime", "torch"] = Field(

@@ -15,7 +15,7 @@ def test_runtime_modules_do_not_import_torch() -> None:
             "import engines.runtime.onnx_backend, engines.runtime.torch_backend\n"
             "import engines.runtime.tensorrt_backend, engines.train.degradations\n"
             "import engines.runtime.graph, engines.runtime.onnx_torch, pipeline.detect.mtcnn\n"
-            "import pipeline.detect.yunet_graph, pipeline.batching\n"
+            "import pipeline.detect.yunet, pipeline.batching\n"
             "heavy = sorted(m for m in ('torch', 'tensorrt') if m in sys.modules)\n"
             "print(','.join(heavy))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

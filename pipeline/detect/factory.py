@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.config import DetectorConfig, DetectorRuntimeConfig
+from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector
 from pipeline.errors import ModelError
 
@@ -20,11 +20,6 @@ def create_detector(cfg: DetectorConfig) -> Detector:
         from pipeline.detect.mtcnn import MtcnnDetector
 
         return MtcnnDetector(cfg)
-    if cfg.backend == "yunet" and cfg.runtime != DetectorRuntimeConfig():
-        # a runtime other than the default: the graph on that runtime, decoded here
-        from pipeline.detect.yunet_graph import YunetGraphDetector
-
-        return YunetGraphDetector(cfg)
     if cfg.backend == "yunet":
         from pipeline.detect.yunet import YunetDetector
 

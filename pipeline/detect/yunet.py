@@ -1,96 +1,99 @@
-"""YuNet (OpenCV Zoo) through ``cv2.FaceDetectorYN``; the model file is given by path."""
+"""YuNet (OpenCV Zoo, ``face_detection_yunet_*.onnx``) run as an ONNX graph on
+``detector.runtime`` (ONNX Runtime on the CPU by default) and decoded here as OpenCV's
+``cv2.FaceDetectorYN`` decodes it (``modules/objdetect/src/face_detect.cpp``).
+
+The graph's input is the BGR image as float ``0..255`` NCHW, padded at the bottom and right to
+a multiple of 32; per stride 8, 16, 32 there are ``cls_S`` and ``obj_S`` ``(H/S * W/S, 1)``
+scores, ``bbox_S`` ``(., 4)`` as centre offsets in cells and log sizes, ``kps_S`` ``(., 10)``
+as five ``(x, y)`` offsets in cells; the score is ``sqrt(clip(cls) * clip(obj))``.
+
+Why not ``cv2.FaceDetectorYN`` itself: on the same 1080p Town Centre frames, one thread, it
+took 93.5 ms per frame against 38.8 ms here (OpenCV 5.0's DNN engine against ONNX Runtime),
+with the same faces (boxes within 1e-4 px, scores within 1e-6; docs/RESULTS.md, "Live
+capacity", 2026-12-01 session 6). ``tests/test_detect_runtime.py`` keeps it as the reference.
+"""
 
 from __future__ import annotations
-
-import os
-import queue
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
-from pipeline.detect.geometry import half_resolution_face_px, region_input_scale
+from pipeline.detect.geometry import half_resolution_face_px, nms, region_input_scale
+from pipeline.detect.onnx_session import open_session
 from pipeline.detect.scan import FaceSizeRange
 from pipeline.errors import ModelError
 
 # YuNet's smallest anchors resolve faces of about 10 px.
 YUNET_MIN_FACE_PX = 10.0
-# cv2 returns landmarks as the *person's* right eye, left eye, nose, right and left mouth
-# corner: image-left first, which already is the records' order (left/right as seen).
-_TOP_K = 5000
+STRIDES = (8, 16, 32)
+PAD_DIVISOR = 32
+_COLUMNS = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+_KINDS = tuple(_COLUMNS)
+OUTPUT_NAMES = tuple(f"{kind}_{stride}" for kind in _KINDS for stride in STRIDES)
+
+
+def _rows(outputs: dict[str, np.ndarray], kind: str, stride: int, count: int) -> np.ndarray:
+    value = outputs[f"{kind}_{stride}"]
+    if value.size != count * _COLUMNS[kind]:
+        raise ModelError(f"yunet {kind}_{stride}: expected {count} x {_COLUMNS[kind]} values "
+                         f"for the input size, got shape {value.shape}")
+    return value.reshape(count, _COLUMNS[kind])
+
+
+def decode_yunet(outputs: dict[str, np.ndarray], in_h: int, in_w: int,
+                 score_threshold: float) -> FaceArrays:
+    """Faces above ``score_threshold`` from YuNet's twelve outputs (by name) for an
+    ``in_h`` x ``in_w`` input (multiples of 32), in input px, before NMS; landmarks are the
+    image-left eye first (the records' order). Raises ModelError when an output's row count
+    does not fit the input size."""
+    parts = []
+    for stride in STRIDES:
+        rows, cols = in_h // stride, in_w // stride
+        cls, obj, bbox, kps = (_rows(outputs, kind, stride, rows * cols) for kind in _KINDS)
+        score = np.sqrt(np.clip(cls[:, 0], 0, 1) * np.clip(obj[:, 0], 0, 1))
+        picked = np.flatnonzero(score >= score_threshold)
+        cy, cx = np.divmod(picked, cols)
+        b = bbox[picked]
+        centre_x, centre_y = (cx + b[:, 0]) * stride, (cy + b[:, 1]) * stride
+        w, h = np.exp(b[:, 2]) * stride, np.exp(b[:, 3]) * stride
+        boxes = np.stack([centre_x - w / 2, centre_y - h / 2, centre_x + w / 2,
+                          centre_y + h / 2], axis=1)
+        points = kps[picked].reshape(-1, 5, 2)
+        landmarks = (points + np.stack([cx, cy], axis=1)[:, None, :]) * stride
+        parts.append(FaceArrays(boxes.astype(np.float32), score[picked].astype(np.float32),
+                                landmarks.astype(np.float32)))
+    return FaceArrays.concat(parts)
 
 
 class YunetDetector(Detector):
-    """``cv2.FaceDetectorYN`` from a bounded pool of networks shared by every calling thread.
-
-    A network keeps its input size and its buffers (about 150 MB at a 1080p input), so two
-    threads must not use one at the same time, and one network per camera thread made the
-    process grow by that much per camera. A call borrows a network (``setInputSize`` is set
-    on every call) and gives it back; at most one network per CPU core is ever opened, since
-    more concurrent calls than cores do not run faster (``cv2.setNumThreads`` is
-    process-wide); a caller finding none free waits for one.
-    """
+    """YuNet on one graph session shared by every calling thread (ONNX Runtime sessions are
+    safe to run from several threads); each concurrent call holds its own activations, about
+    130 MB at a 1080p input, so at most one per CPU core runs at a time
+    (:meth:`Detector._network_slot`)."""
 
     name = "yunet"
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self._max_nets = max(1, os.cpu_count() or 1)
-        self._free: queue.LifoQueue[cv2.FaceDetectorYN] = queue.LifoQueue()
-        self._opened = 0
-        self._open_lock = threading.Lock()
+        self._session = None
+        self._input_name = ""
 
     def _load(self) -> None:
         path = self.cfg.model_path
         if path is None or not path.is_file():
             raise ModelError(f"yunet model not found: {path}")
-        cv2.setNumThreads(self.cfg.threads)
-        with self._open_lock:
-            self._opened += 1
-        self._free.put(self._open_net())  # fail at start-up, not on the first frame
-
-    def _open_net(self) -> cv2.FaceDetectorYN:
-        path = self.cfg.model_path
-        try:
-            return cv2.FaceDetectorYN.create(
-                str(path), "", (320, 320), score_threshold=self.cfg.score_threshold,
-                nms_threshold=self.cfg.nms_iou, top_k=_TOP_K)
-        except cv2.error as err:
-            raise ModelError(f"cannot load yunet model {path}: {err}") from err
-
-    @contextmanager
-    def _borrow(self) -> Iterator[cv2.FaceDetectorYN]:
-        """A network for this call: a free one, a new one while under the cap, else the next
-        one given back."""
-        try:
-            net = self._free.get_nowait()
-        except queue.Empty:
-            with self._open_lock:
-                may_open = self._opened < self._max_nets
-                if may_open:
-                    self._opened += 1
-            if not may_open:
-                net = self._free.get()
-            else:
-                try:
-                    net = self._open_net()
-                except ModelError:
-                    with self._open_lock:
-                        self._opened -= 1
-                    raise
-        try:
-            yield net
-        finally:
-            self._free.put(net)
+        session = open_session(path, self.cfg, varying_input_shape=True)
+        names = {o.name for o in session.get_outputs()}
+        if not set(OUTPUT_NAMES) <= names:
+            raise ModelError(f"yunet model {path}: expected outputs {sorted(OUTPUT_NAMES)}, "
+                             f"got {sorted(names)}")
+        self._input_name = session.get_inputs()[0].name
+        self._session = session
 
     def _unload(self) -> None:
-        with self._open_lock:
-            self._free = queue.LifoQueue()
-            self._opened = 0
+        self._session = None
 
     @property
     def small_face_split_px(self) -> float:
@@ -107,27 +110,27 @@ class YunetDetector(Detector):
         return max(1, round(width * scale)) * max(1, round(height * scale))
 
     def _network_input(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> np.ndarray:
-        """The image at the scale ``sizes`` needs (shrunk with INTER_AREA, never enlarged),
-        contiguous BGR uint8."""
+        """The image at the scale ``sizes`` needs (shrunk with INTER_AREA, never enlarged)."""
         height, width = image_bgr.shape[:2]
         scale = self._scale(height, width, sizes)
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
-        return np.ascontiguousarray(image_bgr)
+        return image_bgr
 
     def _detect_image(self, image_bgr: np.ndarray, sizes: FaceSizeRange) -> FaceArrays:
         height, width = image_bgr.shape[:2]
         image_bgr = self._network_input(image_bgr, sizes)
         in_h, in_w = image_bgr.shape[:2]
-        with self._borrow() as net:
-            net.setInputSize((in_w, in_h))
-            _, faces = net.detect(image_bgr)
-        if faces is None or len(faces) == 0:
-            return FaceArrays.empty()
+        pad_h = -(-in_h // PAD_DIVISOR) * PAD_DIVISOR
+        pad_w = -(-in_w // PAD_DIVISOR) * PAD_DIVISOR
+        blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
+        blob[0, :, :in_h, :in_w] = image_bgr.transpose(2, 0, 1)
+        values = self._session.run(list(OUTPUT_NAMES), {self._input_name: blob})
+        faces = decode_yunet(dict(zip(OUTPUT_NAMES, values, strict=True)), pad_h, pad_w,
+                             self.cfg.score_threshold)
+        faces = faces.take(nms(faces.boxes_xyxy, faces.scores, self.cfg.nms_iou))
         sx, sy = width / in_w, height / in_h
-        boxes = np.stack([faces[:, 0], faces[:, 1], faces[:, 0] + faces[:, 2],
-                          faces[:, 1] + faces[:, 3]], axis=1) * np.array([sx, sy, sx, sy])
-        landmarks = faces[:, 4:14].reshape(-1, 5, 2) * np.array([sx, sy])
-        return FaceArrays(boxes.astype(np.float32), faces[:, 14].astype(np.float32),
-                          landmarks.astype(np.float32))
+        return FaceArrays(faces.boxes_xyxy * np.array([sx, sy, sx, sy], dtype=np.float32),
+                          faces.scores,
+                          faces.landmarks_xy * np.array([sx, sy], dtype=np.float32))
