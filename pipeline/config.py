@@ -214,6 +214,10 @@ class DetectorConfig(StrictModel):
         "detection resolution (MTCNN's first pyramid level, YuNet/SCRFD input scale)")
     max_input_side_px: Annotated[int, Field(ge=64)] = 1920
     threads: Annotated[int, Field(ge=1, le=64)] = 1
+    max_concurrent_passes: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        default=None, description="detection passes that run at once across every camera of "
+        "the process; more callers wait (each pass holds its own working memory). null: the "
+        "CPUs the process may use (affinity, cgroup quota) divided by threads")
     motion_gate: MotionGateConfig = MotionGateConfig()
     size_prior: SizePriorConfig = SizePriorConfig()
     small_face_scan: SmallFaceScanConfig = SmallFaceScanConfig()

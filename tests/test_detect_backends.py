@@ -181,6 +181,37 @@ def test_yunet_on_onnxruntime_finds_what_opencv_finds(yunet_model: Path,
     assert total >= 2 * len(town_frames)
 
 
+def test_yunet_on_a_shrunk_odd_sized_crop_matches_opencv(yunet_model: Path,
+                                                        town_frames: list[np.ndarray]) -> None:
+    """A crop of odd width (a view into the frame, not contiguous) asked down to 640 px is
+    shrunk with INTER_AREA as far as 12 px faces allow (scale 10 / 12), padded to multiples
+    of 32 and mapped back: the faces are OpenCV's on the same shrunk image, scaled back."""
+    detector = create_detector(yunet_cfg(yunet_model, min_face_px=12, max_input_side_px=640))
+    detector.start()
+    total = 0
+    for frame in town_frames:
+        crop = frame[150:950, 101:1200]  # 800 x 1099
+        height, width = crop.shape[:2]
+        scale = detector._scale(height, width, detector.full_sizes)
+        assert scale == pytest.approx(10 / 12)
+        size = (round(width * scale), round(height * scale))
+        shrunk = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        want = opencv_yunet_faces(yunet_model, shrunk, SCORE, detector.cfg.nms_iou, 10.0)
+        got = detector.detect(crop)
+        sx, sy = width / size[0], height / size[1]
+        want = [(np.clip(box * [sx, sy, sx, sy], 0, [width, height, width, height]), score,
+                 landmarks * [sx, sy]) for box, score, landmarks in want
+                if max((box[2] - box[0]) * sx, (box[3] - box[1]) * sy) >= 12.0]
+        assert len(got) == len(want)
+        total += len(want)
+        for box, score, landmarks in want:
+            best = min(got, key=lambda g, box=box: float(np.abs(np.array(g.bbox_xyxy) - box).max()))
+            np.testing.assert_allclose(best.bbox_xyxy, box, atol=0.01)
+            assert best.score == pytest.approx(score, abs=1e-4)
+            np.testing.assert_allclose(best.landmarks_xy, landmarks, atol=0.01)
+    assert total >= len(town_frames)
+
+
 def test_yunet_reduced_input_maps_boxes_back_to_frame(yunet_model: Path,
                                                        photo: np.ndarray) -> None:
     full = create_detector(yunet_cfg(yunet_model, min_face_px=20))

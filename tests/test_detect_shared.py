@@ -103,7 +103,7 @@ def test_yunet_runs_at_most_one_call_per_core_whatever_the_cameras(
     """Each concurrent YuNet call holds ~130 MB of activations at a 1080p input: four camera
     threads on a two-core box run at most two calls at once, on one shared session, and get
     what one caller alone gets."""
-    monkeypatch.setattr("pipeline.detect.base.os.cpu_count", lambda: 2)
+    monkeypatch.setattr("pipeline.detect.base.usable_cpus", lambda: 2)
     alone = create_detector(_config("yunet", yunet_model))
     alone.start()
     expected = [_key(alone.detect(frame)) for frame in town_frames]

@@ -9,12 +9,12 @@ O-Net) overrides :meth:`Detector._detect_regions` as well.
 
 One started detector may serve several cameras, each calling it from its own thread: a
 backend keeps no per-call state on ``self`` (ONNX Runtime sessions are safe to run from
-several threads); at most one pass per CPU core runs at a time (:meth:`Detector._network_slot`).
+several threads); at most ``detector.max_concurrent_passes`` passes run at once (by default
+one per usable CPU per ``detector.threads``; :meth:`Detector._network_slot`).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import DetectorConfig
+from pipeline.cpus import usable_cpus
 from pipeline.detect.geometry import Polygon, centres_inside, nms, roi_rectangles
 from pipeline.detect.scan import FaceSizeRange, ScanRegion, centres_in_rect, clip_rect, full_regions
 from pipeline.errors import PipelineError
@@ -82,7 +83,9 @@ class Detector(ABC):
     def __init__(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
         self._started = False
-        self._network_calls = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+        passes = cfg.max_concurrent_passes or max(1, usable_cpus() // cfg.threads)
+        self._network_calls = threading.BoundedSemaphore(passes)
+        self.max_concurrent_passes = passes
 
     def start(self) -> None:
         """Load the model and warm it up; raises ModelError when it cannot be loaded."""
@@ -210,13 +213,15 @@ class Detector(ABC):
 
     @contextmanager
     def _network_slot(self) -> Iterator[None]:
-        """Hold one of the per-core detection slots (taken by :meth:`detect_regions`).
+        """Hold one of this detector's ``max_concurrent_passes`` slots (taken by
+        :meth:`detect_regions`; released when the pass ends or raises).
 
         Cameras call one shared detector from their own threads; more concurrent passes than
-        CPU cores do not finish sooner, and each concurrent pass holds its own working memory:
-        its ONNX Runtime activations in the session's arena (YuNet: about 130 MB at a 1080p
+        CPUs do not finish sooner, and each concurrent pass holds its own working memory: its
+        ONNX Runtime activations in the session's arena (YuNet: about 130 MB at a 1080p
         input, measured as RSS with 1, 2 and 4 calling threads) and, for MTCNN, its image
-        pyramid. Callers beyond one per core wait here."""
+        pyramid. Callers beyond the slots wait here. Not re-entrant: a backend must not call
+        :meth:`detect` or :meth:`detect_regions` from inside its own pass."""
         with self._network_calls:
             yield
 

@@ -10,7 +10,10 @@ as five ``(x, y)`` offsets in cells; the score is ``sqrt(clip(cls) * clip(obj))`
 Why not ``cv2.FaceDetectorYN`` itself: on the same 1080p Town Centre frames, one thread, it
 took 93.5 ms per frame against 38.8 ms here (OpenCV 5.0's DNN engine against ONNX Runtime),
 with the same faces (boxes within 1e-4 px, scores within 1e-6; docs/RESULTS.md, "Live
-capacity", 2026-12-01 session 6). ``tests/test_detect_runtime.py`` keeps it as the reference.
+capacity", 2026-12-01 session 6). ``tests/test_detect_backends.py`` keeps it as the reference.
+Two small departures from it: NMS runs on the float boxes (OpenCV rounds them to whole pixels
+first, which can flip a pair right at the IoU threshold), and there is no cap on the
+candidates before NMS (OpenCV's ``top_k``, 5000 here before).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from engines.runtime.graph import GraphSession
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector, FaceArrays
 from pipeline.detect.geometry import half_resolution_face_px, nms, region_input_scale
@@ -77,7 +81,7 @@ class YunetDetector(Detector):
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self._session = None
+        self._session: GraphSession | None = None
         self._input_name = ""
 
     def _load(self) -> None:
