@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.config import AppConfig, load_config
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, shown_path
 from pipeline.url_check import check_camera_url
 
 
@@ -23,16 +23,18 @@ def check_references(config: AppConfig) -> list[str]:
     """Problems a schema cannot see: files named by the config that do not exist."""
     problems = []
     if config.detector.model_path is not None and not config.detector.model_path.is_file():
-        problems.append(f"detector.model_path: file not found: {config.detector.model_path}")
+        problems.append(f"detector.model_path: file not found: "
+                        f"{shown_path(config.detector.model_path)}")
     if not config.classify.model.is_file():
-        problems.append(f"classify.model: file not found: {config.classify.model}")
+        problems.append(f"classify.model: file not found: {shown_path(config.classify.model)}")
     if config.enhance.sr_model is not None and not config.enhance.sr_model.is_file():
-        problems.append(f"enhance.sr_model: file not found: {config.enhance.sr_model}")
+        problems.append(f"enhance.sr_model: file not found: "
+                        f"{shown_path(config.enhance.sr_model)}")
     for i, camera in enumerate(config.cameras):
         model = camera.enhance.sr_model if camera.enhance is not None else None
         if model is not None and not model.is_file():
             problems.append(f"cameras[{i}] ({camera.id}).enhance.sr_model: file not found: "
-                            f"{model}")
+                            f"{shown_path(model)}")
     return problems
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.analyze import CropRequest
 from pipeline.config import ClassifyConfig, EnhanceConfig
 from pipeline.enhance import EnhancedFace, Enhancer
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, shown_path
 from pipeline.records import EmotionResult, FaceEvent
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class EmotionStage:
         from engines.emotion_model import EmotionModel
 
         if not self._cfg.model.is_file():
-            raise ModelError(f"classify.model: manifest not found: {self._cfg.model}")
+            raise ModelError(f"classify.model: manifest not found: {shown_path(self._cfg.model)}")
         self._model = EmotionModel.load(self._cfg.model, backend=self._cfg.backend,
                                         device=self._cfg.device, threads=self._cfg.threads)
         for enhancer in self._enhancers:

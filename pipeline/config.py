@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
+from pipeline.config_keys import unknown_key_message
 from pipeline.errors import ConfigError
 from pipeline.url_check import check_camera_url
 
@@ -641,7 +642,9 @@ def _format_errors(err: ValidationError, tree: object, source: str,
         else:
             line = _line_of(tree, loc)
             where = f"{source}:{line}" if line else source
-        parts.append(f"{where}: {field}: {item['msg']}")
+        message = (unknown_key_message(AppConfig, loc) if item["type"] == "extra_forbidden"
+                   else item["msg"])
+        parts.append(f"{where}: {field}: {message}")
     return "; ".join(parts)
 
 

@@ -1,5 +1,10 @@
 """One exception root for the runtime, so callers can catch everything we raise on purpose."""
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 
 class PipelineError(Exception):
     """Root of every error the pipeline raises deliberately."""
@@ -33,3 +38,13 @@ class RedisUnavailableError(SinkError):
 
 class EvidenceError(PipelineError):
     """Alert evidence (a clip, snapshot or crop) could not be made, stored or deleted."""
+
+
+def shown_path(path: object) -> str:
+    """``path`` for an error message; a relative path also names the working directory it
+    is read from (config paths such as ``../shared/...`` are relative to where the command
+    runs, not to the config file)."""
+    path = Path(str(path))
+    if path.is_absolute():
+        return str(path)
+    return f"{path} (relative to the working directory {os.getcwd()})"

@@ -30,7 +30,10 @@ from pipeline.secrets import setup_logging
 log = logging.getLogger("pipeline.replay")
 
 
-def format_summary(summary: ReplaySummary) -> str:
+def format_summary(summary: ReplaySummary, outputs: dict[str, Path | None] | None = None
+                   ) -> str:
+    """The run summary as a markdown table; ``outputs``: files written (name -> path), listed
+    at the end when given."""
     rows = [
         ("files ok / failed", f"{summary.files_ok} / {summary.files_failed}"),
         ("frames", str(summary.frames)),
@@ -57,6 +60,7 @@ def format_summary(summary: ReplaySummary) -> str:
              for name, count in sorted(summary.emotion_counts.items(), key=lambda kv: -kv[1])]
     rows += [(f"stage {t.stage} (ms/call)", f"{t.mean_ms:.2f} x {t.calls}")
              for t in summary.stage_timings]
+    rows += [(name, str(path)) for name, path in (outputs or {}).items() if path is not None]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
@@ -88,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    print(format_summary(summary))
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    print(format_summary(summary, {"annotated video": args.annotate,
+                                   "summary json": args.summary_json}))
     return exit_code(summary)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.check_config import check_references
 from pipeline.config import AppConfig, load_config, parse_config
 from pipeline.errors import ConfigError
 
@@ -48,10 +49,43 @@ def test_station_yaml_shows_every_default() -> None:
 
 
 def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
+    """A key no section accepts is named with its line, and the section's keys listed when
+    none is close."""
     path = tmp_path / "bad.yaml"
     path.write_text("station:\n  id: s1\ndetector:\n  backend: mtcnn\n  colour: red\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml:5: detector.colour: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:5: detector.colour: unknown key 'colour' "
+                                          r"\(accepted here: backend, max_concurrent_passes"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("detector:\n  backnd: yunet\n", "<string>:2: detector.backnd: unknown key 'backnd' (did "
+                                      "you mean 'backend'?)"),
+    ("detectr:\n  backend: yunet\n", "<string>:1: detectr: unknown key 'detectr' (did you mean "
+                                      "'detector' or 'select'?)"),
+    ("cameras:\n  - id: a\n    url: a.mp4\n    analysis_fsp: 5\n",
+     "<string>:4: cameras.0.analysis_fsp: unknown key 'analysis_fsp' (did you mean "
+     "'analysis_fps'?)"),
+    ("detector:\n  motion_gate:\n    enabeld: false\n",
+     "<string>:3: detector.motion_gate.enabeld: unknown key 'enabeld' (did you mean 'enabled'?)"),
+])
+def test_misspelt_key_gets_a_suggestion(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert message in str(caught.value)
+
+
+def test_missing_relative_path_names_the_working_directory(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Config paths are read from where the command runs, so a relative path that is not
+    found is shown with that directory."""
+    path = tmp_path / "c.yaml"
+    path.write_text("classify:\n  model: weights/none.json\n")
+    monkeypatch.chdir(tmp_path)
+    problems = check_references(load_config(path))
+    assert problems == [f"classify.model: file not found: weights/none.json (relative to the "
+                        f"working directory {tmp_path})"]
 
 
 def test_wrong_type_is_named() -> None:

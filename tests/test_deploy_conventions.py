@@ -62,7 +62,8 @@ def test_environment_null_turns_a_key_off(station: Path,
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("CCTV__METRICS__PORT", "nine", "environment CCTV__METRICS__PORT: metrics.port: Input "
                                     "should be a valid integer"),
-    ("CCTV__REDIS__ULR", "redis://x", "environment CCTV__REDIS__ULR: redis.ulr: Extra inputs"),
+    ("CCTV__REDIS__ULR", "redis://x", "environment CCTV__REDIS__ULR: redis.ulr: unknown key "
+                                      "'ulr' (did you mean 'url'?)"),
     ("CCTV__REDSI__URL", "redis://x", "environment CCTV__REDSI__URL: no config section 'redsi'"),
     ("CCTV__CAMERAS", '[{"id": "gate"}]', "environment CCTV__CAMERAS: cameras.0.url: Field "
                                           "required"),
@@ -80,7 +81,7 @@ def test_yaml_errors_keep_their_line_beside_overrides(tmp_path: Path,
     path = tmp_path / "bad.yaml"
     path.write_text("station:\n  id: s1\ndetector:\n  backend: mtcnn\n  colour: red\n")
     monkeypatch.setenv("CCTV__METRICS__PORT", "9200")
-    with pytest.raises(ConfigError, match=r"bad.yaml:5: detector.colour: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:5: detector.colour: unknown key 'colour'"):
         load_config(path)
 
 

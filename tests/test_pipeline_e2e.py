@@ -120,6 +120,9 @@ spool: {{dir: {tmp_path / 'spool'}}}
     assert summary["frames"] == 100 and summary["dropped_frames"] == 0
     assert summary["events_published"] > 0
     assert "| events published" in result.stdout
+    # the summary says where the files went
+    assert "| annotated video" in result.stdout and str(annotated) in result.stdout
+    assert str(summary_path) in result.stdout
     import av
 
     assert stat.S_IMODE(annotated.stat().st_mode) == 0o600  # it shows faces

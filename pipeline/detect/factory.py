@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.config import DetectorConfig
 from pipeline.detect.base import Detector
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, shown_path
 
 
 def create_detector(cfg: DetectorConfig) -> Detector:
@@ -15,7 +15,7 @@ def create_detector(cfg: DetectorConfig) -> Detector:
     needs_path = cfg.backend in ("yunet", "scrfd")
     if needs_path and (cfg.model_path is None or not cfg.model_path.is_file()):
         raise ModelError(f"detector.model_path for backend '{cfg.backend}' not found: "
-                         f"{cfg.model_path}")
+                         f"{shown_path(cfg.model_path)}")
     if cfg.backend == "mtcnn":
         from pipeline.detect.mtcnn import MtcnnDetector
 

@@ -122,7 +122,8 @@ class EvidenceProducer:
             out.notes.append(f"clip starts {(window.start_ms - plan.start_ms) / 1000:.1f} s "
                              f"after the requested start: no earlier video was buffered")
         if window.end_ms < plan.end_ms - 1.5 * step_ms:  # (RTP timestamps jitter)
-            cause = "the camera stopped or reconnected" if view.closed else "timed out"
+            cause = ("the stream ended, stopped or reconnected" if view.closed
+                     else "timed out")
             out.notes.append(f"clip ends {(plan.end_ms - window.end_ms) / 1000:.1f} s before "
                              f"the requested end: {cause}")
 
