@@ -7,7 +7,8 @@ Callers count with :meth:`RunMetrics.count` (camera, kind, amount). Each kind li
 ``cctv_alerts_total``...); every kind, named or not, is also kept in the older catch-all
 ``cctv_events_total{camera,kind}`` so existing scrapes keep working. Besides counters:
 ``cctv_stage_seconds`` (per stage call), ``cctv_event_latency_seconds`` (frame decoded to
-event handed to the Redis publisher), ``cctv_analysis_fps{camera}``, ``cctv_build_info`` and
+event handed to the Redis publisher), ``cctv_analysis_fps{camera}``,
+``cctv_analysis_fps_target{camera}`` (the configured ``analysis_fps``), ``cctv_build_info`` and
 the process and Python platform collectors. Camera health and publisher state are added by
 collectors read at scrape time (``pipeline/sources/metrics.py``, ``pipeline/output_metrics.py``).
 """
@@ -20,7 +21,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -147,6 +148,10 @@ class RunMetrics:
         self._analysis_fps = Gauge("cctv_analysis_fps",
                                    f"Frames analysed per second over the last "
                                    f"{RATE_WINDOW_S:.0f} s", ["camera"], registry=self.registry)
+        self._analysis_target = Gauge(
+            "cctv_analysis_fps_target",
+            "Detection passes per second the camera is configured for (analysis_fps); "
+            "compare with rate(cctv_detector_runs_total)", ["camera"], registry=self.registry)
         Info("cctv_build", "Versions of this build", registry=self.registry).info(build_info())
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -168,6 +173,19 @@ class RunMetrics:
         named = self._named.get(kind)
         if named is not None:
             named.labels(camera=camera_id).inc(amount)
+
+    def set_analysis_target(self, camera_id: str, analysis_fps: float | None) -> None:
+        """Export the camera's configured ``analysis_fps`` (detection passes per second);
+        None or 0 (every frame) exports nothing, since the stream's own rate is the target."""
+        if analysis_fps:
+            self._analysis_target.labels(camera=camera_id).set(analysis_fps)
+        else:
+            self.clear_analysis_target(camera_id)
+
+    def clear_analysis_target(self, camera_id: str) -> None:
+        """Stop exporting the camera's target (it stopped or moved to another worker)."""
+        with suppress(KeyError):
+            self._analysis_target.remove(camera_id)
 
     def total(self, kind: str, camera_id: str | None = None) -> int:
         with self._lock:

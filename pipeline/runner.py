@@ -521,6 +521,7 @@ class LiveRunner:
             self._cameras[camera.id] = supervised
             self.failed_cameras.pop(camera.id, None)
             self._camera_threads = [*self._camera_threads, threads.decode, threads.analyse]
+        self.metrics.set_analysis_target(camera.id, camera.analysis_fps)
         return True
 
     def stop_cameras(self, camera_ids: list[str] | tuple[str, ...], forget: bool = True) -> None:
@@ -541,6 +542,7 @@ class LiveRunner:
             for camera_id in camera_ids:
                 if forget and camera_id not in self._camera_runs:
                     self._cameras.pop(camera_id, None)
+                    self.metrics.clear_analysis_target(camera_id)
             self._camera_threads = [t for t in self._camera_threads if t not in gone]
 
     def cluster_state(self) -> ClusterState:

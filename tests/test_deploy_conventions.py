@@ -240,3 +240,10 @@ def test_analysed_fps_is_a_windowed_rate() -> None:
     assert metrics.total("frames_analysed", "c") == 200
     assert metrics.rate("frames_analysed", "c") == pytest.approx(200 / 5.0)
     assert 'cctv_analysis_fps{camera="c"} 40.0' in generate_latest(metrics.registry).decode()
+    metrics.set_analysis_target("c", 5.0)
+    assert 'cctv_analysis_fps_target{camera="c"} 5.0' in generate_latest(
+        metrics.registry).decode()
+    metrics.clear_analysis_target("c")  # a camera that stopped or moved: no target left
+    metrics.clear_analysis_target("c")  # twice is harmless
+    metrics.set_analysis_target("d", None)  # every frame: the stream's rate is the target
+    assert "cctv_analysis_fps_target{" not in generate_latest(metrics.registry).decode()

@@ -337,6 +337,7 @@ def _exported_sample_names() -> set[str]:
     metrics = RunMetrics()
     for kind in NAMED_COUNTERS:
         metrics.count("cam", kind)
+    metrics.set_analysis_target("cam", 5.0)  # what LiveRunner.start_camera exports
     metrics.observe_event_latency(1.0)
     with metrics.time_stage("detect"):
         pass

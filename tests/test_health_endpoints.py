@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.config import CameraConfig
 from pipeline.errors import PipelineError
 from pipeline.health_server import HealthServer, ProbeResult, probe
 from pipeline.sinks.embedded import EmbeddedRedis
@@ -210,6 +211,10 @@ logging: {{format: json, level: DEBUG}}
         assert _metric(metrics, "cctv_crops_classified_total", camera="entrance") > 0
         assert _metric(metrics, "cctv_face_events_total", camera="entrance") > 0
         assert _metric(metrics, "cctv_analysis_fps", camera="platform") > 0
+        # what CctvAnalysisFallingBehind compares: detection passes against analysis_fps
+        assert _metric(metrics, "cctv_detector_runs_total", camera="platform") > 0
+        assert _metric(metrics, "cctv_analysis_fps_target", camera="platform") == \
+            CameraConfig.model_fields["analysis_fps"].default
         assert _metric(metrics, "cctv_redis_up") == 1
         assert _metric(metrics, "cctv_spool_depth_entries") == 0
         assert _metric(metrics, "cctv_published_total", kind="event") > 0
