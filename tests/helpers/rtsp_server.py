@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 READY_TIMEOUT_S = 15.0
+# Sessions one server streams at once without one of them waiting for a reader thread.
+MAX_SESSIONS = 64
 CLIP_NAME = "clip.mp4"
 
 
@@ -146,6 +148,7 @@ def rtsp_server(rtsp_media_dir: Path, tmp_path: Path) -> Iterator[RtspServerProc
 
 def _serve(media_dir: str, port: int) -> None:
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from aio_rtsp_toolkit import server as rtsp
 
@@ -162,9 +165,18 @@ def _serve(media_dir: str, port: int) -> None:
 
     rtsp.logger = _InfoLogger()
 
+    async def serve() -> None:
+        # Each playing session reads its file in a thread of the loop's default executor
+        # (asyncio.to_thread), which has only cpu_count + 4 threads: on a 2-core machine the
+        # 7th looping session stalled for up to 2.8 s at a time and then sent its frames in a
+        # burst (measured, docs/RESULTS.md "Live capacity"). One thread per session it serves.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=MAX_SESSIONS, thread_name_prefix="rtsp-session"))
+        await rtsp.RtspServer(media_dir, host="127.0.0.1", port=port).serve_forever()
+
     # SIGTERM keeps its default action: the process dies at once and the OS closes every
     # client connection, which is what a camera that loses power looks like to a client.
-    asyncio.run(rtsp.RtspServer(media_dir, host="127.0.0.1", port=port).serve_forever())
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":
