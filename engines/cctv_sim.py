@@ -30,6 +30,7 @@ import functools
 import hashlib
 import logging
 import math
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -415,7 +416,11 @@ def simulate_dataset(images: np.ndarray, ranges: SimRanges, clip_path: Path, see
     bitrate = np.zeros(n, np.float32)
     codec = np.empty(n, dtype="<U4")
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Fresh interpreters, not fork: a fork taken while OpenCV's thread pool is busy (the
+        # parent blurs and resizes too) copies its locks, and a child then waited for ever in
+        # its first cv2 call (seen 2026-12-01 under load; another run gave different crops).
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_chunk_job, jobs))
     else:
         results = [_chunk_job(j) for j in jobs]

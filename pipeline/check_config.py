@@ -47,7 +47,8 @@ def camera_file_warnings(config: AppConfig) -> list[str]:
         kind, _ = check_camera_url(camera.url)
         path = urlsplit(camera.url).path if "://" in camera.url else camera.url
         if kind == "file" and camera.enabled and not Path(path).is_file():
-            warnings.append(f"cameras.{i}.url ({camera.id}): file not found: {camera.url} "
+            warnings.append(f"cameras.{i}.url ({camera.id}): file not found: "
+                            f"{shown_path(path)} "
                             f"(a network camera needs a scheme, e.g. rtsp://host/path)")
     return warnings
 

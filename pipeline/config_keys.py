@@ -34,8 +34,7 @@ def section_model(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
             continue
         field = model.model_fields.get(str(part))
         if field is None:
-            # a dict of models (e.g. per-camera overrides keyed by id) takes any key here
-            continue
+            return None
         inner = _model_in(field.annotation)
         if inner is None:
             return None

@@ -43,7 +43,9 @@ class EvidenceError(PipelineError):
 def shown_path(path: object) -> str:
     """``path`` for an error message; a relative path also names the working directory it
     is read from (config paths such as ``../shared/...`` are relative to where the command
-    runs, not to the config file)."""
+    runs, not to the config file); None is shown as ``not set``."""
+    if path is None:
+        return "not set"
     path = Path(str(path))
     if path.is_absolute():
         return str(path)

@@ -8,7 +8,8 @@ results are the same run after run. A file that cannot be decoded is reported an
 
 Exit status (docs/exit_codes.md): 0 every event and alert acknowledged by Redis; 1 no input
 file could be analysed; 2 bad config or arguments, or a start-up check failed (Redis refused
-the credentials, ACL, TLS or URL scheme); 3 the run finished but events or alerts were not
+the credentials, ACL, TLS or URL scheme), or the ``--summary-json`` file could not be written
+(the summary is still printed); 3 the run finished but events or alerts were not
 delivered (the summary says how many) or Redis lost entries it had acknowledged; 130
 interrupted.
 """
@@ -92,12 +93,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    written: Path | None = None
     if args.summary_json:
-        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
-        args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    print(format_summary(summary, {"annotated video": args.annotate,
-                                   "summary json": args.summary_json}))
-    return exit_code(summary)
+        try:
+            args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+            args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+            written = args.summary_json
+        except OSError as err:  # the run's results still reach the terminal below
+            log.error("cannot write --summary-json %s: %s", args.summary_json, err)
+    annotated = args.annotate if args.annotate is not None and args.annotate.is_file() else None
+    print(format_summary(summary, {"annotated video": annotated, "summary json": written}))
+    code = exit_code(summary)
+    if code == 0 and args.summary_json and written is None:
+        return 2
+    return code
 
 
 def exit_code(summary: ReplaySummary) -> int:

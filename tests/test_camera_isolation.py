@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from pipeline.config import CameraConfig, parse_config
 from pipeline.errors import PipelineError
@@ -47,6 +48,13 @@ def test_bad_camera_is_skipped_and_the_good_one_runs(tmp_path: Path,
         assert "typo" not in runner.cameras
         assert "unsupported scheme 'rtps'" in runner.failed_cameras["typo"]
         assert runner.metrics.total("camera_start_failed", "typo") == 1
+        # the alerting target (cctv_analysis_fps_target) is exported for the running camera
+        # only, and withdrawn when the camera stops or moves to another worker
+        target = 'cctv_analysis_fps_target{camera="%s"}'
+        exposition = generate_latest(runner.metrics.registry).decode()
+        assert target % "good" + " 5.0" in exposition and target % "typo" not in exposition
+        runner.stop_cameras(["good"])
+        assert target % "good" not in generate_latest(runner.metrics.registry).decode()
     finally:
         runner.stop()
         thread.join(timeout=20)

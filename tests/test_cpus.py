@@ -24,32 +24,54 @@ def _write(root: Path, name: str, text: str) -> None:
     path.write_text(text)
 
 
-def test_cgroup_v2_quota(tmp_path: Path) -> None:
-    _write(tmp_path, "cpu.max", "150000 100000\n")
-    assert cgroup_cpu_quota(tmp_path) == 1.5
-    assert usable_cpus(tmp_path) == min(AFFINITY, 2)  # 1.5 CPUs: two threads can run
+def _proc(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "proc-self-cgroup"
+    path.write_text(text)
+    return path
 
 
-def test_cgroup_v2_without_quota(tmp_path: Path) -> None:
-    _write(tmp_path, "cpu.max", "max 100000\n")
-    assert cgroup_cpu_quota(tmp_path) is None
-    assert usable_cpus(tmp_path) == AFFINITY
+def test_cgroup_v2_quota_at_the_top(tmp_path: Path) -> None:
+    """A container with its own cgroup namespace: path ``/``, its limit at the top."""
+    proc = _proc(tmp_path, "0::/\n")
+    _write(tmp_path / "fs", "cpu.max", "150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path / "fs", proc) == 1.5
+    assert usable_cpus(tmp_path / "fs", proc) == min(AFFINITY, 2)  # 1.5 CPUs: two threads
+
+
+def test_cgroup_v2_service_and_its_parents(tmp_path: Path) -> None:
+    """A systemd service (``CPUQuota=``) below a slice with a smaller limit: the smallest of
+    the path's cgroups binds; ``max`` means none."""
+    fs = tmp_path / "fs"
+    proc = _proc(tmp_path, "0::/system.slice/cctv.service\n")
+    _write(fs, "cpu.max", "max 100000\n")
+    _write(fs, "system.slice/cpu.max", "100000 100000\n")
+    _write(fs, "system.slice/cctv.service/cpu.max", "300000 100000\n")
+    assert cgroup_cpu_quota(fs, proc) == 1.0
+    _write(fs, "system.slice/cpu.max", "max 100000\n")
+    assert cgroup_cpu_quota(fs, proc) == 3.0
+    _write(fs, "system.slice/cctv.service/cpu.max", "max 100000\n")
+    assert cgroup_cpu_quota(fs, proc) is None
+    assert usable_cpus(fs, proc) == AFFINITY
 
 
 def test_cgroup_v1_quota_and_none(tmp_path: Path) -> None:
-    _write(tmp_path, "cpu/cpu.cfs_quota_us", "100000\n")
-    _write(tmp_path, "cpu/cpu.cfs_period_us", "100000\n")
-    assert cgroup_cpu_quota(tmp_path) == 1.0
-    assert usable_cpus(tmp_path) == 1
-    _write(tmp_path, "cpu/cpu.cfs_quota_us", "-1\n")
-    assert cgroup_cpu_quota(tmp_path) is None
+    fs = tmp_path / "fs"
+    proc = _proc(tmp_path, "4:memory:/x\n2:cpu,cpuacct:/kubepods/pod1\n0::/\n")
+    _write(fs, "cpu,cpuacct/kubepods/pod1/cpu.cfs_quota_us", "200000\n")
+    _write(fs, "cpu,cpuacct/kubepods/pod1/cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpu_quota(fs, proc) == 2.0
+    _write(fs, "cpu,cpuacct/kubepods/pod1/cpu.cfs_quota_us", "-1\n")
+    assert cgroup_cpu_quota(fs, proc) is None
 
 
 def test_no_cgroup_files_or_garbage(tmp_path: Path) -> None:
-    assert cgroup_cpu_quota(tmp_path) is None
-    _write(tmp_path, "cpu.max", "garbage\n")
-    assert cgroup_cpu_quota(tmp_path) is None
-    assert usable_cpus(tmp_path) == AFFINITY
+    fs = tmp_path / "fs"
+    assert cgroup_cpu_quota(fs, tmp_path / "no-proc-file") is None
+    _write(fs, "cpu.max", "garbage\n")
+    assert cgroup_cpu_quota(fs, _proc(tmp_path, "0::/\n")) is None
+    _write(fs, "cpu.max", "100000 0\n")  # a zero period: ignored, not a crash
+    assert cgroup_cpu_quota(fs, _proc(tmp_path, "0::/\n")) is None
+    assert usable_cpus(fs, _proc(tmp_path, "0::/\n")) == AFFINITY
 
 
 class _SlowDetector(Detector):
@@ -59,7 +81,7 @@ class _SlowDetector(Detector):
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__(cfg)
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.running = self.most = 0
         self.fail = False
 
@@ -70,8 +92,11 @@ class _SlowDetector(Detector):
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
+            self.lock.notify_all()
+            # hold the slot until every slot is taken (or 0.2 s at the end of the run), so
+            # the count of overlapping passes does not depend on thread timing
+            self.lock.wait_for(lambda: self.running >= self.max_concurrent_passes, 0.2)
         try:
-            threading.Event().wait(0.01)
             if self.fail:
                 raise RuntimeError("backend failed mid-pass")
             return FaceArrays.empty()

@@ -169,7 +169,8 @@ def _serve(media_dir: str, port: int) -> None:
         # Each playing session reads its file in a thread of the loop's default executor
         # (asyncio.to_thread), which has only cpu_count + 4 threads: on a 2-core machine the
         # 7th looping session stalled for up to 2.8 s at a time and then sent its frames in a
-        # burst (measured, docs/RESULTS.md "Live capacity"). One thread per session it serves.
+        # burst (measured, docs/RESULTS.md "Live capacity"). A thread per session, up to
+        # MAX_SESSIONS.
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=MAX_SESSIONS, thread_name_prefix="rtsp-session"))
         await rtsp.RtspServer(media_dir, host="127.0.0.1", port=port).serve_forever()
