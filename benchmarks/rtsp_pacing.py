@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True, type=Path)
     parser.add_argument("--clip", type=Path,
-                        default=default_shared_dir() / "data" / "cctv" / "town_centre_1080p25.mp4")
+                        default=default_shared_dir() / "data/cctv/town_centre_1080p25.mp4")
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)

@@ -64,7 +64,7 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP
         if controllers == "":
             quotas += [_v2_quota(folder) for folder in _folders(root, path)]
         elif "cpu" in controllers.split(","):
-            for name in ("cpu", "cpu,cpuacct", controllers):
+            for name in dict.fromkeys(("cpu", "cpu,cpuacct", controllers)):  # each once
                 quotas += [_v1_quota(folder) for folder in _folders(root / name, path)]
     found = [q for q in quotas if q is not None]
     return min(found) if found else None

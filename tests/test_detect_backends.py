@@ -160,6 +160,17 @@ def opencv_yunet_faces(model: Path, frame: np.ndarray, score: float, nms_iou: fl
     return out
 
 
+def assert_same_faces(got: list[Detection],
+                      want: list[tuple[np.ndarray, float, np.ndarray]]) -> None:
+    """Each reference face (box, score, landmarks) has a detection with the same box and
+    landmarks (within 0.01 px) and score (within 1e-4)."""
+    for box, score, landmarks in want:
+        best = min(got, key=lambda g, box=box: float(np.abs(np.array(g.bbox_xyxy) - box).max()))
+        np.testing.assert_allclose(best.bbox_xyxy, box, atol=0.01)
+        assert best.score == pytest.approx(score, abs=1e-4)
+        np.testing.assert_allclose(best.landmarks_xy, landmarks, atol=0.01)
+
+
 def test_yunet_on_onnxruntime_finds_what_opencv_finds(yunet_model: Path,
                                                       town_frames: list[np.ndarray]) -> None:
     """The pipeline runs YuNet's graph on ONNX Runtime and decodes it itself (2.4x faster
@@ -173,11 +184,7 @@ def test_yunet_on_onnxruntime_finds_what_opencv_finds(yunet_model: Path,
         want = opencv_yunet_faces(yunet_model, frame, SCORE, detector.cfg.nms_iou, 10.0)
         assert len(got) == len(want)
         total += len(want)
-        for box, score, landmarks in want:
-            best = min(got, key=lambda g, box=box: float(np.abs(np.array(g.bbox_xyxy) - box).max()))
-            np.testing.assert_allclose(best.bbox_xyxy, box, atol=0.01)
-            assert best.score == pytest.approx(score, abs=1e-4)
-            np.testing.assert_allclose(best.landmarks_xy, landmarks, atol=0.01)
+        assert_same_faces(got, want)
     assert total >= 2 * len(town_frames)
 
 
@@ -204,11 +211,7 @@ def test_yunet_on_a_shrunk_odd_sized_crop_matches_opencv(yunet_model: Path,
                 if max((box[2] - box[0]) * sx, (box[3] - box[1]) * sy) >= 12.0]
         assert len(got) == len(want)
         total += len(want)
-        for box, score, landmarks in want:
-            best = min(got, key=lambda g, box=box: float(np.abs(np.array(g.bbox_xyxy) - box).max()))
-            np.testing.assert_allclose(best.bbox_xyxy, box, atol=0.01)
-            assert best.score == pytest.approx(score, abs=1e-4)
-            np.testing.assert_allclose(best.landmarks_xy, landmarks, atol=0.01)
+        assert_same_faces(got, want)
     assert total >= len(town_frames)
 
 
