@@ -1,10 +1,12 @@
 """YuNet's output decoding (pipeline/detect/yunet.py ``decode_yunet``) on hand-built outputs:
 cell offsets, log sizes, landmarks, the score from cls and obj, and a model that does not fit.
-No model file needed; the real graph is checked against OpenCV in test_detect_backends.py."""
+No model file needed, except to check the output names; the real graph is checked against
+OpenCV in test_detect_backends.py."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +58,10 @@ def test_outputs_that_do_not_fit_the_input_size_are_a_model_error() -> None:
         decode_yunet(out, IN_H, IN_W, score_threshold=0.5)
 
 
-def test_output_names_cover_every_kind_and_stride() -> None:
-    assert sorted(OUTPUT_NAMES) == sorted(f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps")
-                                          for s in STRIDES)
+def test_output_names_are_the_shipped_models(yunet_model: Path) -> None:
+    """The twelve names decoded here are exactly the outputs of the YuNet model in use."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(yunet_model), providers=["CPUExecutionProvider"])
+    assert {o.name for o in session.get_outputs()} == set(OUTPUT_NAMES)
+    assert len(OUTPUT_NAMES) == 4 * len(STRIDES)
